@@ -1,0 +1,112 @@
+//! Pre-flight: load config, taxonomy, schemas and templates, render every template the
+//! run can use with a sample context, build the plan, and report every problem at once.
+//! `mediflow check` and `mediflow run` both go through here before any teacher call.
+
+use crate::config::{Overrides, RunConfig};
+use crate::error::{Error, Problem};
+use crate::plan::{self, Plan, PlanItem, SeedAttrs};
+use crate::prompt::{self, Prompts, Stage};
+use crate::schemas::Schemas;
+use crate::taxonomy::{self, Taxonomy};
+use std::path::Path;
+
+pub struct Loaded {
+    pub cfg: RunConfig,
+    pub tax: Taxonomy,
+    pub schemas: Schemas,
+    pub prompts: Prompts,
+    pub plan: Plan,
+}
+
+/// Load and check everything a run needs.
+pub fn load(config: &Path, ov: &Overrides) -> Result<Loaded, Error> {
+    let cfg = RunConfig::load(config, ov)?;
+    let mut problems = Vec::new();
+    let tax = taxonomy::load(&cfg.taxonomy_dir).map_err(|p| problems.extend(p)).ok();
+    let prompts = Prompts::load(&cfg.templates_dir).map_err(|p| problems.extend(p)).ok();
+    let schemas = tax.as_ref().and_then(|t| Schemas::load(&cfg.schemas_dir, t).map_err(|p| problems.extend(p)).ok());
+    let (Some(tax), Some(prompts), Some(schemas)) = (tax, prompts, schemas) else {
+        return Err(Error::Input(problems));
+    };
+    problems.extend(smoke_render(&tax, &schemas, &prompts));
+    let plan = plan::build(&tax, cfg.seed, cfg.items, &cfg.plan).map_err(|m| problems.push(Problem::new(config, m)));
+    match plan {
+        Ok(plan) if problems.is_empty() => Ok(Loaded { cfg, tax, schemas, prompts, plan }),
+        _ => Err(Error::Input(problems)),
+    }
+}
+
+/// Render each template the taxonomy can select, once per (task, format) and per document,
+/// so a missing file, a syntax error or an undefined variable shows up before the run.
+fn smoke_render(tax: &Taxonomy, schemas: &Schemas, prompts: &Prompts) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let concept = tax.icd.codes.iter().find(|c| c.billable);
+    let seed = SeedAttrs {
+        specialty: tax.seeds.specialties[0].clone(),
+        age_band: tax.seeds.age_bands[0].clone(),
+        sex: tax.seeds.sexes[0].clone(),
+        care_setting: tax.seeds.care_settings[0].clone(),
+        writing_style: tax.seeds.writing_styles[0].clone(),
+        concept_code: concept.map(|c| c.code.clone()).unwrap_or_default(),
+        concept_description: concept.map(|c| c.description.clone()).unwrap_or_default(),
+        concept_chapter: concept.map(|c| c.chapter.clone()).unwrap_or_default(),
+        concept_block: concept.map(|c| c.block.clone()).unwrap_or_default(),
+    };
+    for (ti, task) in tax.tasks.iter().enumerate() {
+        for (di, doc) in tax.documents.iter().enumerate() {
+            if tax.compat[ti][di] <= 0.0 {
+                continue;
+            }
+            for format in &task.formats {
+                let item = PlanItem {
+                    id: "check".into(),
+                    task: task.id.clone(),
+                    document: doc.id.clone(),
+                    family: doc.family.clone(),
+                    difficulty: tax.difficulties.last().map(|d| d.level).unwrap_or(1),
+                    format: format.clone(),
+                    cell_index: 0,
+                    seed: seed.clone(),
+                };
+                let base = prompt::base_context(tax, schemas, &item);
+                let full = prompt::with(
+                    base.clone(),
+                    &[
+                        ("document", "Sample document text."),
+                        ("instruction", "Sample instruction."),
+                        ("previous_output", "{}"),
+                        ("validation_error", "sample error"),
+                    ],
+                );
+                for stage in [Stage::Document, Stage::Instruction, Stage::Answer, Stage::Repair] {
+                    let name = prompts.template_for(stage, &item);
+                    // One render per template, document type and format is enough.
+                    let key = (name.clone(), if stage == Stage::Document { doc.id.clone() } else { String::new() }, format.clone());
+                    if !seen.insert(key) {
+                        continue;
+                    }
+                    if !prompts.exists(&name) {
+                        problems.push(Problem::new(prompts.dir().join(&name), "template not found"));
+                        continue;
+                    }
+                    let ctx = match stage {
+                        Stage::Document => base.clone(),
+                        Stage::Instruction => prompt::with(base.clone(), &[("document", "Sample document text.")]),
+                        Stage::Answer => prompt::with(
+                            base.clone(),
+                            &[("document", "Sample document text."), ("instruction", "Sample instruction.")],
+                        ),
+                        Stage::Repair => full.clone(),
+                    };
+                    if let Err(p) = prompts.render(&name, &ctx) {
+                        if !problems.contains(&p) {
+                            problems.push(p);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    problems
+}

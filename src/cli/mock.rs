@@ -1,0 +1,70 @@
+//! `mediflow mock-teacher`: serve the mock OpenAI-compatible teacher until interrupted.
+
+use crate::error::Error;
+use crate::teacher::mock::{self, MockOptions};
+use clap::Args;
+use std::io::Write;
+use std::time::Duration;
+
+#[derive(Args, Clone)]
+pub struct MockArgs {
+    /// Address to listen on (port 0 picks a free port; the URL is printed on stdout).
+    #[arg(long, default_value = "127.0.0.1:8089")]
+    pub addr: std::net::SocketAddr,
+    /// Fixed service time per request, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
+    /// Requests served at once (the rest queue); unlimited when absent.
+    #[arg(long)]
+    pub capacity: Option<usize>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Share of requests answered 429 (with Retry-After).
+    #[arg(long, default_value_t = 0.0)]
+    pub rate_429: f64,
+    /// Share of requests answered 500.
+    #[arg(long, default_value_t = 0.0)]
+    pub rate_500: f64,
+    /// Share of requests that hang for --hang-ms before answering.
+    #[arg(long, default_value_t = 0.0)]
+    pub rate_timeout: f64,
+    #[arg(long, default_value_t = 30_000)]
+    pub hang_ms: u64,
+    /// Share of responses whose HTTP body is not JSON.
+    #[arg(long, default_value_t = 0.0)]
+    pub rate_invalid_json: f64,
+    /// Share of `json` answers that parse but violate the schema.
+    #[arg(long, default_value_t = 0.0)]
+    pub rate_bad_answer: f64,
+    /// Share of answers cut short with finish_reason=length.
+    #[arg(long, default_value_t = 0.0)]
+    pub rate_truncate: f64,
+}
+
+impl MockArgs {
+    pub fn options(&self) -> MockOptions {
+        MockOptions {
+            latency: Duration::from_millis(self.latency_ms),
+            capacity: self.capacity,
+            seed: self.seed,
+            rate_429: self.rate_429,
+            rate_500: self.rate_500,
+            rate_timeout: self.rate_timeout,
+            hang: Duration::from_millis(self.hang_ms),
+            rate_invalid_json: self.rate_invalid_json,
+            rate_bad_answer: self.rate_bad_answer,
+            rate_truncate: self.rate_truncate,
+        }
+    }
+}
+
+pub async fn exec(a: MockArgs) -> Result<(), Error> {
+    let server = mock::start(a.addr, a.options())
+        .await
+        .map_err(|e| Error::io(format!("binding {}", a.addr), e))?;
+    println!("mock teacher listening on {}", server.base_url());
+    std::io::stdout().flush().ok();
+    tokio::signal::ctrl_c().await.map_err(|e| Error::io("waiting for ctrl-c", e))?;
+    eprintln!("mock teacher: served {} requests", server.served());
+    Ok(())
+}

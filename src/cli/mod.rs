@@ -1,0 +1,100 @@
+//! Command-line interface: clap structs and dispatch. Each command lives in its own file
+//! and is a thin layer over the library.
+
+mod inspect;
+mod mock;
+mod plan;
+mod run;
+mod taxonomy;
+
+use crate::config::Overrides;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "mediflow", version, about = "Generate synthetic clinical instruction data with a teacher model")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Print a summary of the taxonomy (counts per family, tasks per document, cells).
+    Taxonomy(taxonomy::TaxonomyArgs),
+    /// Load and check config, taxonomy, templates and schemas; probe the teacher.
+    Check(run::CheckArgs),
+    /// Print the stratified plan: summary, cells and estimated teacher calls and tokens.
+    Plan(plan::PlanArgs),
+    /// Generate the dataset (resumes where a previous attempt stopped).
+    Run(run::RunArgs),
+    /// Serve the mock OpenAI-compatible teacher (for tests, benchmarks and demos).
+    MockTeacher(mock::MockArgs),
+    /// Show counts, sample rows and rejection reasons of a run directory.
+    Inspect(inspect::InspectArgs),
+}
+
+/// Knobs shared by the commands that read a run config.
+#[derive(Args, Clone)]
+pub struct ConfigArgs {
+    /// The run configuration (TOML).
+    #[arg(long, short)]
+    pub config: PathBuf,
+    /// Teacher base URL (repeat for several endpoints); overrides `teacher.base_urls`.
+    #[arg(long = "teacher-url")]
+    pub teacher_url: Vec<String>,
+    /// Overrides `teacher.model`.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Overrides `engine.concurrency` (teacher requests in flight).
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+    /// Overrides the run seed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+impl ConfigArgs {
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            teacher_urls: self.teacher_url.clone(),
+            model: self.model.clone(),
+            concurrency: self.concurrency,
+            seed: self.seed,
+        }
+    }
+}
+
+/// Parse arguments, run, and return the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MEDIFLOW_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let result = rt.block_on(async {
+        match cli.cmd {
+            Cmd::Taxonomy(a) => taxonomy::exec(a),
+            Cmd::Check(a) => run::check(a).await,
+            Cmd::Plan(a) => plan::exec(a),
+            Cmd::Run(a) => run::exec(a).await,
+            Cmd::MockTeacher(a) => mock::exec(a).await,
+            Cmd::Inspect(a) => inspect::exec(a),
+        }
+    });
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+/// Print pretty JSON to stdout.
+pub fn print_json(v: &impl serde::Serialize) {
+    println!("{}", serde_json::to_string_pretty(v).expect("serializable"));
+}

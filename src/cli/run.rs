@@ -1,0 +1,141 @@
+//! `mediflow check` and `mediflow run`: the same pre-flight (inputs, then a teacher probe),
+//! then generation with progress and a final summary.
+
+use super::ConfigArgs;
+use crate::check::{self, Loaded};
+use crate::config::TeacherKind;
+use crate::engine::{self, progress::Mode, RunOptions, Shared, Summary};
+use crate::error::Error;
+use crate::teacher::http::HttpTeacher;
+use crate::teacher::{mock, Teacher};
+use clap::Args;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Skip the teacher probe (inputs only).
+    #[arg(long)]
+    pub no_probe: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Output directory (default: `<out_root>/<name>` from the config).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Only the first N planned items.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// No progress output.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Print the final summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Start the built-in mock teacher on 127.0.0.1 and use it (a demo without a model).
+    #[arg(long)]
+    pub with_mock_teacher: bool,
+}
+
+fn build_teacher(l: &Loaded) -> Result<Arc<dyn Teacher>, Error> {
+    let t = &l.cfg.teacher;
+    match t.kind {
+        TeacherKind::Openai => Ok(Arc::new(
+            HttpTeacher::new(&t.base_urls, &t.model, t.api_key_env.as_deref(), Duration::from_secs_f64(t.timeout_secs))
+                .map_err(Error::Other)?,
+        )),
+    }
+}
+
+async fn probe(teacher: &dyn Teacher) -> Result<String, Error> {
+    teacher.probe().await.map_err(Error::TeacherUnavailable)
+}
+
+pub async fn check(a: CheckArgs) -> Result<(), Error> {
+    let l = check::load(&a.config.config, &a.config.overrides())?;
+    let teacher_status = if a.no_probe { "not probed".to_string() } else { probe(&*build_teacher(&l)?).await? };
+    let report = serde_json::json!({
+        "config": a.config.config,
+        "taxonomy": { "tasks": l.tax.tasks.len(), "documents": l.tax.documents.len(), "cells": l.tax.cell_count() },
+        "plan_items": l.plan.items.len(),
+        "teacher": teacher_status,
+        "ok": true,
+    });
+    if a.json {
+        super::print_json(&report);
+    } else {
+        println!(
+            "ok: config, taxonomy ({} tasks x {} documents, {} cells), templates and schemas are valid; plan has {} items",
+            l.tax.tasks.len(),
+            l.tax.documents.len(),
+            l.tax.cell_count(),
+            l.plan.items.len()
+        );
+        println!("teacher: {teacher_status}");
+    }
+    Ok(())
+}
+
+pub async fn exec(a: RunArgs) -> Result<(), Error> {
+    let mut ov = a.config.overrides();
+    // The demo mock is started before loading so its URL replaces the configured ones.
+    let _mock = if a.with_mock_teacher {
+        let server = mock::start(([127, 0, 0, 1], 0).into(), mock::MockOptions::default())
+            .await
+            .map_err(|e| Error::io("starting the mock teacher", e))?;
+        ov.teacher_urls = vec![server.base_url()];
+        Some(server)
+    } else {
+        None
+    };
+    let l = check::load(&a.config.config, &ov)?;
+    let teacher = build_teacher(&l)?;
+    probe(&*teacher).await?;
+    let out = a.out.clone().unwrap_or_else(|| l.cfg.out_root.join(&l.cfg.name));
+    let plan = l.plan;
+    let sh = Arc::new(Shared::new(l.cfg, l.tax, l.schemas, l.prompts, teacher));
+    let summary = engine::run(sh, &plan, RunOptions { out_dir: out, limit: a.limit, mode: Mode::detect(a.quiet) }).await?;
+    if a.json {
+        super::print_json(&summary);
+    } else if !a.quiet {
+        print_summary(&summary);
+    }
+    Ok(())
+}
+
+fn print_summary(s: &Summary) {
+    let done = s.accepted + s.rejected;
+    println!(
+        "done: {} accepted, {} rejected of {} planned (yield {:.1}%){}",
+        s.accepted,
+        s.rejected,
+        s.planned,
+        100.0 * s.accepted as f64 / done.max(1) as f64,
+        if s.resumed_from > 0 { format!(", {} resumed from an earlier attempt", s.resumed_from) } else { String::new() }
+    );
+    println!(
+        "time: {:.1}s, {:.2} items/s, {:.0} completion tokens/s; teacher calls {} ({} repairs), tokens {} prompt + {} completion",
+        s.elapsed_secs,
+        s.items_per_sec,
+        s.completion_tokens_per_sec,
+        s.stats.teacher.calls,
+        s.stats.teacher.repairs,
+        s.stats.teacher.prompt_tokens,
+        s.stats.teacher.completion_tokens
+    );
+    let mut reasons: Vec<(&String, &u64)> = s.stats.rejected_by_reason.iter().collect();
+    reasons.sort_by(|a, b| b.1.cmp(a.1));
+    if !reasons.is_empty() {
+        let top: Vec<String> = reasons.iter().take(5).map(|(r, n)| format!("{r} {n}")).collect();
+        println!("top rejection reasons: {}", top.join(", "));
+    }
+    println!("output: {}", s.out_dir.display());
+}

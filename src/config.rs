@@ -1,0 +1,306 @@
+//! Run configuration (`run.toml`). Every struct denies unknown fields; `validate` collects
+//! all problems at once. Relative paths are resolved against the current directory.
+
+use crate::error::{Error, Problem};
+use crate::util;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Run name; outputs go to `<out_root>/<name>` unless `--out` is given.
+    pub name: String,
+    /// Run seed: drives the plan, item ids, seed attributes and per-request seeds.
+    #[serde(default = "d_seed")]
+    pub seed: u64,
+    /// Number of work items to plan.
+    pub items: usize,
+    #[serde(default = "d_taxonomy")]
+    pub taxonomy_dir: PathBuf,
+    #[serde(default = "d_templates")]
+    pub templates_dir: PathBuf,
+    #[serde(default = "d_schemas")]
+    pub schemas_dir: PathBuf,
+    #[serde(default = "d_out_root")]
+    pub out_root: PathBuf,
+    #[serde(default)]
+    pub plan: PlanConfig,
+    pub teacher: TeacherConfig,
+    #[serde(default)]
+    pub engine: EngineConfig,
+}
+
+/// Optional restrictions of the taxonomy for this run (empty = everything).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanConfig {
+    #[serde(default)]
+    pub tasks: Vec<String>,
+    #[serde(default)]
+    pub families: Vec<String>,
+    #[serde(default)]
+    pub documents: Vec<String>,
+    #[serde(default)]
+    pub formats: Vec<String>,
+    #[serde(default)]
+    pub difficulties: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TeacherKind {
+    /// Any OpenAI-compatible chat-completions server (vLLM, SGLang, TGI, llama.cpp, Ollama).
+    Openai,
+}
+
+/// How the task's JSON Schema reaches the teacher for `json` items.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResponseFormatMode {
+    /// Send `response_format: {type: json_schema}` (falls back to prompt-only if refused).
+    Server,
+    /// Only embed the schema in the prompt.
+    Prompt,
+    /// Neither send it nor rely on it (templates still embed it).
+    Off,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeacherConfig {
+    pub kind: TeacherKind,
+    /// One or more base URLs ending in `/v1`; requests go to the least busy one.
+    #[serde(default)]
+    pub base_urls: Vec<String>,
+    /// Name of the environment variable holding the API key (the key itself is never stored).
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    pub model: String,
+    #[serde(default = "d_temperature")]
+    pub temperature: f32,
+    #[serde(default = "d_top_p")]
+    pub top_p: f32,
+    /// Token caps per stage.
+    #[serde(default)]
+    pub max_tokens: StageTokens,
+    /// Send a per-request seed derived from the item id (reproducible servers honour it).
+    #[serde(default = "d_true")]
+    pub send_seed: bool,
+    #[serde(default = "d_timeout")]
+    pub timeout_secs: f64,
+    #[serde(default = "d_rf")]
+    pub response_format: ResponseFormatMode,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageTokens {
+    pub document: u32,
+    pub instruction: u32,
+    pub answer: u32,
+}
+
+impl Default for StageTokens {
+    fn default() -> Self {
+        StageTokens { document: 1200, instruction: 400, answer: 1024 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineConfig {
+    /// Maximum teacher requests in flight.
+    #[serde(default = "d_concurrency")]
+    pub concurrency: usize,
+    /// Attempts per teacher call (first try + retries) before the item is rejected.
+    #[serde(default = "d_attempts")]
+    pub max_attempts: u32,
+    #[serde(default = "d_backoff_initial")]
+    pub backoff_initial_ms: u64,
+    #[serde(default = "d_backoff_max")]
+    pub backoff_max_ms: u64,
+    /// Repair rounds for a `json` answer that fails to parse or validate.
+    #[serde(default = "d_repairs")]
+    pub repair_attempts: u32,
+    /// Records per output shard (JSONL + Parquet).
+    #[serde(default = "d_shard")]
+    pub shard_size: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            concurrency: d_concurrency(),
+            max_attempts: d_attempts(),
+            backoff_initial_ms: d_backoff_initial(),
+            backoff_max_ms: d_backoff_max(),
+            repair_attempts: d_repairs(),
+            shard_size: d_shard(),
+        }
+    }
+}
+
+fn d_seed() -> u64 {
+    42
+}
+fn d_taxonomy() -> PathBuf {
+    "taxonomy".into()
+}
+fn d_templates() -> PathBuf {
+    "templates".into()
+}
+fn d_schemas() -> PathBuf {
+    "schemas".into()
+}
+fn d_out_root() -> PathBuf {
+    "outputs".into()
+}
+fn d_temperature() -> f32 {
+    0.8
+}
+fn d_top_p() -> f32 {
+    0.95
+}
+fn d_true() -> bool {
+    true
+}
+fn d_timeout() -> f64 {
+    120.0
+}
+fn d_rf() -> ResponseFormatMode {
+    ResponseFormatMode::Server
+}
+fn d_concurrency() -> usize {
+    16
+}
+fn d_attempts() -> u32 {
+    4
+}
+fn d_backoff_initial() -> u64 {
+    250
+}
+fn d_backoff_max() -> u64 {
+    20_000
+}
+fn d_repairs() -> u32 {
+    1
+}
+fn d_shard() -> usize {
+    10_000
+}
+
+/// Command-line overrides of common knobs (`None` = keep the config's value).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub teacher_urls: Vec<String>,
+    pub model: Option<String>,
+    pub concurrency: Option<usize>,
+    pub seed: Option<u64>,
+}
+
+impl RunConfig {
+    /// Load, apply overrides and validate. Every problem is reported at once.
+    pub fn load(path: &Path, ov: &Overrides) -> Result<RunConfig, Error> {
+        let mut cfg: RunConfig = util::load_toml(path).map_err(|p| Error::Input(vec![p]))?;
+        cfg.apply(ov);
+        let problems = cfg.validate(path);
+        if problems.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(Error::Input(problems))
+        }
+    }
+
+    pub fn apply(&mut self, ov: &Overrides) {
+        if !ov.teacher_urls.is_empty() {
+            self.teacher.base_urls = ov.teacher_urls.clone();
+        }
+        if let Some(m) = &ov.model {
+            self.teacher.model = m.clone();
+        }
+        if let Some(c) = ov.concurrency {
+            self.engine.concurrency = c;
+        }
+        if let Some(s) = ov.seed {
+            self.seed = s;
+        }
+    }
+
+    /// Semantic checks that serde cannot express.
+    pub fn validate(&self, path: &Path) -> Vec<Problem> {
+        let mut p = Vec::new();
+        let mut bad = |m: String| p.push(Problem::new(path, m));
+        if self.name.trim().is_empty() || self.name.contains(['/', '\\']) {
+            bad(format!("`name` must be a non-empty file name, got {:?}", self.name));
+        }
+        if self.items == 0 {
+            bad("`items` must be at least 1".into());
+        }
+        let t = &self.teacher;
+        if t.kind == TeacherKind::Openai && t.base_urls.is_empty() {
+            bad("`teacher.base_urls` is empty: give at least one OpenAI-compatible base URL (or --teacher-url)".into());
+        }
+        for u in &t.base_urls {
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                bad(format!("`teacher.base_urls`: {u:?} is not an http(s) URL"));
+            }
+        }
+        if t.model.trim().is_empty() {
+            bad("`teacher.model` is empty".into());
+        }
+        if !(0.0..=2.0).contains(&t.temperature) {
+            bad(format!("`teacher.temperature` must be within 0..=2, got {}", t.temperature));
+        }
+        if !(t.top_p > 0.0 && t.top_p <= 1.0) {
+            bad(format!("`teacher.top_p` must be within (0, 1], got {}", t.top_p));
+        }
+        if t.timeout_secs <= 0.0 {
+            bad("`teacher.timeout_secs` must be positive".into());
+        }
+        for (name, v) in [
+            ("document", t.max_tokens.document),
+            ("instruction", t.max_tokens.instruction),
+            ("answer", t.max_tokens.answer),
+        ] {
+            if v == 0 {
+                bad(format!("`teacher.max_tokens.{name}` must be at least 1"));
+            }
+        }
+        if let Some(env) = &t.api_key_env {
+            if env.is_empty() {
+                bad("`teacher.api_key_env` is empty".into());
+            }
+        }
+        let e = &self.engine;
+        if e.concurrency == 0 {
+            bad("`engine.concurrency` must be at least 1".into());
+        }
+        if e.max_attempts == 0 {
+            bad("`engine.max_attempts` must be at least 1".into());
+        }
+        if e.shard_size == 0 {
+            bad("`engine.shard_size` must be at least 1".into());
+        }
+        if e.backoff_initial_ms > e.backoff_max_ms {
+            bad("`engine.backoff_initial_ms` exceeds `engine.backoff_max_ms`".into());
+        }
+        p
+    }
+
+    /// The settings that determine what a run generates. A resumed run must match them;
+    /// operational knobs (concurrency, URLs, timeouts, limit) may change between attempts.
+    pub fn generation_fingerprint(&self) -> serde_json::Value {
+        let t = &self.teacher;
+        serde_json::json!({
+            "seed": self.seed,
+            "items": self.items,
+            "plan": self.plan,
+            "teacher": {
+                "kind": t.kind, "model": t.model, "temperature": t.temperature, "top_p": t.top_p,
+                "max_tokens": t.max_tokens, "send_seed": t.send_seed, "response_format": t.response_format,
+            },
+            "engine": { "repair_attempts": self.engine.repair_attempts, "max_attempts": self.engine.max_attempts },
+        })
+    }
+}

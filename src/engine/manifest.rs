@@ -1,0 +1,95 @@
+//! `manifest.json` (what produced this run: resolved config, input hashes, versions,
+//! counts) and `stats.json`. A resumed run must match the manifest's fingerprint.
+
+use super::{Shared, Summary};
+use crate::error::Error;
+use crate::plan::Plan;
+use anyhow::Context;
+use serde_json::{json, Value};
+use std::path::Path;
+
+pub const MANIFEST: &str = "manifest.json";
+pub const STATS: &str = "stats.json";
+
+/// What must not change between attempts of one run.
+fn fingerprint(sh: &Shared) -> Value {
+    json!({
+        "generation": sh.cfg.generation_fingerprint(),
+        "taxonomy_hash": sh.tax.hash,
+        "templates_hash": sh.prompts.hash,
+        "schemas_hash": sh.schemas.hash,
+    })
+}
+
+fn differences(prefix: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            for k in keys {
+                let p = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                differences(&p, x.get(k).unwrap_or(&Value::Null), y.get(k).unwrap_or(&Value::Null), out);
+            }
+        }
+        _ if a != b => out.push(format!("{prefix}: was {a}, now {b}")),
+        _ => {}
+    }
+}
+
+fn write_json(path: &Path, v: &Value) -> anyhow::Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(v)?).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+    Ok(())
+}
+
+pub fn read(dir: &Path) -> anyhow::Result<Option<Value>> {
+    let p = dir.join(MANIFEST);
+    match std::fs::read(&p) {
+        Ok(b) => Ok(Some(serde_json::from_slice(&b).with_context(|| format!("parsing {}", p.display()))?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", p.display())),
+    }
+}
+
+/// Check an existing manifest against this run (refusing to mix runs), or write a new one.
+pub fn begin(dir: &Path, sh: &Shared, plan: &Plan) -> Result<(), Error> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    let fp = fingerprint(sh);
+    let mut manifest = match read(dir)? {
+        Some(old) => {
+            let mut diffs = Vec::new();
+            differences("", &old["fingerprint"], &fp, &mut diffs);
+            if !diffs.is_empty() {
+                return Err(Error::RunMismatch(format!(
+                    "{} holds a run made with different settings; refusing to mix them.\n  {}\n\
+                     Use another --out directory (or restore the original settings to resume).",
+                    dir.display(),
+                    diffs.join("\n  ")
+                )));
+            }
+            old
+        }
+        None => json!({
+            "mediflow_version": env!("CARGO_PKG_VERSION"),
+            "created_at": chrono::Utc::now().to_rfc3339(),
+            "fingerprint": fp,
+        }),
+    };
+    manifest["config"] = serde_json::to_value(&sh.cfg).context("serializing config")?;
+    manifest["teacher_backend"] = json!(sh.teacher.backend());
+    manifest["plan"] = plan.summary();
+    manifest["status"] = json!("running");
+    manifest["updated_at"] = json!(chrono::Utc::now().to_rfc3339());
+    write_json(&dir.join(MANIFEST), &manifest)?;
+    Ok(())
+}
+
+pub fn finish(dir: &Path, s: &Summary) -> Result<(), Error> {
+    let mut manifest = read(dir)?.unwrap_or_else(|| json!({}));
+    manifest["status"] = json!(if s.stats.done() == s.planned { "complete" } else { "partial" });
+    manifest["updated_at"] = json!(chrono::Utc::now().to_rfc3339());
+    manifest["counts"] = json!({ "planned": s.planned, "accepted": s.accepted, "rejected": s.rejected });
+    write_json(&dir.join(MANIFEST), &manifest)?;
+    write_json(&dir.join(STATS), &serde_json::to_value(&s.stats).context("serializing stats")?)?;
+    Ok(())
+}

@@ -1,0 +1,173 @@
+//! One work item through the stages: document -> instruction -> answer -> validate (with
+//! repair rounds for `json`). Each teacher call is retried by policy; the item ends as an
+//! accepted Record or a Rejection naming the stage and reason.
+
+use super::Shared;
+use crate::config::ResponseFormatMode;
+use crate::plan::PlanItem;
+use crate::prompt::{self, Stage};
+use crate::record::{Record, Rejection};
+use crate::schemas;
+use crate::teacher::retry::{classify, Decision};
+use crate::teacher::ChatRequest;
+use crate::util::seed_from;
+use std::sync::atomic::Ordering;
+
+type Outcome = Result<Record, Rejection>;
+
+fn reject(rec: Record, stage: &str, reason: &str, detail: impl Into<String>) -> Rejection {
+    Rejection { id: rec.id.clone(), stage: stage.into(), reason: reason.into(), detail: detail.into(), record: rec }
+}
+
+/// A fresh record carrying the item's cell, seed attributes and the run's provenance.
+pub fn new_record(sh: &Shared, item: &PlanItem) -> Record {
+    let t = &sh.cfg.teacher;
+    let s = &item.seed;
+    Record {
+        id: item.id.clone(),
+        task_type: item.task.clone(),
+        input_data: item.document.clone(),
+        output_format: item.format.clone(),
+        difficulty_level: item.difficulty,
+        document_family: item.family.clone(),
+        specialty: s.specialty.clone(),
+        age_band: s.age_band.clone(),
+        sex: s.sex.clone(),
+        care_setting: s.care_setting.clone(),
+        writing_style: s.writing_style.clone(),
+        concept_code: s.concept_code.clone(),
+        concept_description: s.concept_description.clone(),
+        run_seed: sh.cfg.seed,
+        cell_index: item.cell_index,
+        teacher_backend: sh.teacher.backend().to_string(),
+        teacher_model: t.model.clone(),
+        temperature: t.temperature as f64,
+        top_p: t.top_p as f64,
+        request_seed: t.send_seed.then(|| seed_from(&item.id) & 0x7fff_ffff),
+        template_document: sh.prompts.tag(&sh.prompts.template_for(Stage::Document, item)),
+        template_instruction: sh.prompts.tag(&sh.prompts.template_for(Stage::Instruction, item)),
+        template_answer: sh.prompts.tag(&sh.prompts.template_for(Stage::Answer, item)),
+        ..Default::default()
+    }
+}
+
+/// Render a stage's template and call the teacher, retrying by policy.
+async fn call(
+    sh: &Shared,
+    rec: &mut Record,
+    stage: Stage,
+    template: &str,
+    ctx: &serde_json::Value,
+    round: u32,
+) -> Result<String, (String, String)> {
+    let messages = sh.prompts.render(template, ctx).map_err(|p| ("template_error".to_string(), p.to_string()))?;
+    let t = &sh.cfg.teacher;
+    let json_item = rec.output_format == "json" && matches!(stage, Stage::Answer | Stage::Repair);
+    let req = ChatRequest {
+        messages,
+        max_tokens: match stage {
+            Stage::Document => t.max_tokens.document,
+            Stage::Instruction => t.max_tokens.instruction,
+            Stage::Answer | Stage::Repair => t.max_tokens.answer,
+        },
+        temperature: t.temperature,
+        top_p: t.top_p,
+        seed: rec.request_seed.map(|s| (s + 1000 * stage as u64 + round as u64) & 0x7fff_ffff),
+        json_schema: (json_item && t.response_format == ResponseFormatMode::Server)
+            .then(|| sh.schemas.get(&rec.task_type).map(|s| s.value.clone()))
+            .flatten(),
+        stage: stage.as_str(),
+    };
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        rec.attempts += 1;
+        let result = {
+            let _permit = sh.requests.acquire().await.expect("semaphore open");
+            sh.progress.in_flight.fetch_add(1, Ordering::Relaxed);
+            let r = sh.teacher.chat(&req).await;
+            sh.progress.in_flight.fetch_sub(1, Ordering::Relaxed);
+            r
+        };
+        match result {
+            Ok(resp) => {
+                rec.latency_ms += resp.latency.as_millis() as u64;
+                rec.prompt_tokens += resp.usage.prompt_tokens;
+                rec.completion_tokens += resp.usage.completion_tokens;
+                sh.progress.tokens.fetch_add(resp.usage.completion_tokens, Ordering::Relaxed);
+                return Ok(resp.content.trim().to_string());
+            }
+            Err(e) => {
+                sh.progress.retries.fetch_add(1, Ordering::Relaxed);
+                if classify(&e) == Decision::DontRetry || attempt >= sh.cfg.engine.max_attempts {
+                    return Err((e.reason().to_string(), format!("after {attempt} attempt(s): {e}")));
+                }
+                tokio::time::sleep(sh.backoff.delay(attempt, &e)).await;
+            }
+        }
+    }
+}
+
+/// Run one item through every stage.
+pub async fn process(sh: &Shared, item: &PlanItem) -> Outcome {
+    let mut rec = new_record(sh, item);
+    let base = prompt::base_context(&sh.tax, &sh.schemas, item);
+
+    let tpl = sh.prompts.template_for(Stage::Document, item);
+    let document = match call(sh, &mut rec, Stage::Document, &tpl, &base, 0).await {
+        Ok(d) => d,
+        Err((reason, detail)) => return Err(reject(rec, "document", &reason, detail)),
+    };
+    rec.input = document.clone();
+
+    let ctx = prompt::with(base, &[("document", &document)]);
+    let tpl = sh.prompts.template_for(Stage::Instruction, item);
+    let instruction = match call(sh, &mut rec, Stage::Instruction, &tpl, &ctx, 0).await {
+        Ok(i) => i,
+        Err((reason, detail)) => return Err(reject(rec, "instruction", &reason, detail)),
+    };
+    rec.instruction = instruction.clone();
+
+    let ctx = prompt::with(ctx, &[("instruction", &instruction)]);
+    let tpl = sh.prompts.template_for(Stage::Answer, item);
+    let answer = match call(sh, &mut rec, Stage::Answer, &tpl, &ctx, 0).await {
+        Ok(a) => a,
+        Err((reason, detail)) => return Err(reject(rec, "answer", &reason, detail)),
+    };
+    rec.output = answer;
+
+    if item.format != "json" {
+        return Ok(rec);
+    }
+    let schema = sh.schemas.get(&item.task).expect("json tasks have schemas (checked)");
+    let check = |text: &str| -> Result<serde_json::Value, (&'static str, String)> {
+        let v = schemas::extract_json(text).map_err(|e| ("invalid_json", e))?;
+        schemas::validate(schema, &v).map_err(|e| ("schema_invalid", e))?;
+        Ok(v)
+    };
+    let mut verdict = check(&rec.output);
+    let mut round = 0;
+    while let Err((_, error)) = &verdict {
+        if round >= sh.cfg.engine.repair_attempts {
+            break;
+        }
+        round += 1;
+        rec.repairs += 1;
+        let rctx = prompt::with(ctx.clone(), &[("previous_output", &rec.output), ("validation_error", error)]);
+        match call(sh, &mut rec, Stage::Repair, "repair.j2", &rctx, round).await {
+            Ok(fixed) => {
+                rec.output = fixed;
+                verdict = check(&rec.output);
+            }
+            Err((reason, detail)) => return Err(reject(rec, "validate", &reason, format!("during repair: {detail}"))),
+        }
+    }
+    match verdict {
+        // Store the canonical compact JSON (no fences or prose around it).
+        Ok(v) => {
+            rec.output = v.to_string();
+            Ok(rec)
+        }
+        Err((reason, error)) => Err(reject(rec, "validate", reason, error)),
+    }
+}

@@ -1,0 +1,23 @@
+//! mediflow: generate synthetic clinical instruction data (MediFlow-style) with a teacher
+//! model, validate it against per-task JSON Schemas, and write Parquet + JSONL datasets.
+//!
+//! The pipeline is `taxonomy -> plan -> (document -> instruction -> answer) -> validate -> sinks`.
+//! The CLI (`src/main.rs`, `src/cli/`) is a thin layer over this library.
+
+pub mod check;
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod plan;
+pub mod prompt;
+pub mod record;
+pub mod schemas;
+pub mod sink;
+pub mod taxonomy;
+pub mod teacher;
+pub mod util;
+
+pub use config::RunConfig;
+pub use error::{Error, Problem};
+pub use record::{Record, Rejection};

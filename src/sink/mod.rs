@@ -1,0 +1,122 @@
+//! Output sinks. Records go to JSONL shards (appended line by line: the durable journal)
+//! and to Parquet shards written when a shard closes; rejects go to `rejects.jsonl`.
+//! `open` scans what a previous attempt left, cuts any torn last line, and returns the
+//! outcomes already on disk so a resumed run skips them.
+
+mod jsonl;
+mod parquet;
+
+pub use jsonl::{read_jsonl, JsonlAppender};
+pub use parquet::{read_parquet, write_parquet};
+
+use crate::record::{Record, Rejection};
+use anyhow::Context;
+use std::path::{Path, PathBuf};
+
+pub const DATA_DIR: &str = "data";
+pub const REJECTS: &str = "rejects.jsonl";
+
+fn shard_path(dir: &Path, k: usize, ext: &str) -> PathBuf {
+    dir.join(DATA_DIR).join(format!("part-{k:05}.{ext}"))
+}
+
+/// List the JSONL shards of a run directory in order.
+pub fn shard_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let data = dir.join(DATA_DIR);
+    let mut v: Vec<PathBuf> = match std::fs::read_dir(&data) {
+        Ok(rd) => rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => vec![],
+        Err(e) => return Err(e).with_context(|| format!("reading {}", data.display())),
+    };
+    v.sort();
+    Ok(v)
+}
+
+/// Writes accepted records (JSONL + Parquet shards) and rejects.
+pub struct Sinks {
+    dir: PathBuf,
+    shard_size: usize,
+    shard: usize,
+    buffer: Vec<Record>,
+    jsonl: JsonlAppender,
+    rejects: JsonlAppender,
+}
+
+/// What a previous attempt left on disk.
+pub struct Existing {
+    pub records: Vec<Record>,
+    pub rejects: Vec<Rejection>,
+}
+
+impl Sinks {
+    /// Open (or create) the sinks in `dir`, recovering from an interrupted attempt.
+    pub fn open(dir: &Path, shard_size: usize) -> anyhow::Result<(Sinks, Existing)> {
+        std::fs::create_dir_all(dir.join(DATA_DIR)).with_context(|| format!("creating {}", dir.display()))?;
+        let files = shard_files(dir)?;
+        let mut records = Vec::new();
+        let mut last: Option<Vec<Record>> = None;
+        for (k, f) in files.iter().enumerate() {
+            let rows: Vec<Record> = read_jsonl(f, true)?;
+            let full = rows.len() >= shard_size;
+            let is_last = k + 1 == files.len();
+            // A closed shard whose Parquet twin is missing (killed while closing): write it now.
+            if (full || !is_last) && !shard_path(dir, k, "parquet").exists() {
+                write_parquet(&shard_path(dir, k, "parquet"), &rows)?;
+            }
+            if is_last && !full {
+                last = Some(rows.clone());
+            }
+            records.extend(rows);
+        }
+        let rejects: Vec<Rejection> = read_jsonl(&dir.join(REJECTS), true)?;
+        // Continue the last shard if it is not full, else start the next one.
+        let (shard, buffer) = match last {
+            Some(rows) => (files.len() - 1, rows),
+            None => (files.len(), vec![]),
+        };
+        let jsonl = JsonlAppender::open(&shard_path(dir, shard, "jsonl"))?;
+        let rejects_w = JsonlAppender::open(&dir.join(REJECTS))?;
+        let sinks = Sinks { dir: dir.to_path_buf(), shard_size, shard, buffer, jsonl, rejects: rejects_w };
+        Ok((sinks, Existing { records, rejects }))
+    }
+
+    pub fn accept(&mut self, r: Record) -> anyhow::Result<()> {
+        self.jsonl.append(&r)?;
+        self.buffer.push(r);
+        if self.buffer.len() >= self.shard_size {
+            self.close_shard()?;
+            self.shard += 1;
+            self.jsonl = JsonlAppender::open(&shard_path(&self.dir, self.shard, "jsonl"))?;
+        }
+        Ok(())
+    }
+
+    pub fn reject(&mut self, r: &Rejection) -> anyhow::Result<()> {
+        self.rejects.append(r)
+    }
+
+    fn close_shard(&mut self) -> anyhow::Result<()> {
+        self.jsonl.sync()?;
+        write_parquet(&shard_path(&self.dir, self.shard, "parquet"), &self.buffer)?;
+        self.buffer.clear();
+        Ok(())
+    }
+
+    /// Write the Parquet twin of the open shard and sync everything.
+    pub fn finish(mut self) -> anyhow::Result<()> {
+        if !self.buffer.is_empty() {
+            self.close_shard()?;
+        } else {
+            // An empty open shard file is noise: remove it (and never leave an empty Parquet).
+            self.jsonl.sync()?;
+            let p = shard_path(&self.dir, self.shard, "jsonl");
+            if std::fs::metadata(&p).map(|m| m.len() == 0).unwrap_or(false) {
+                std::fs::remove_file(&p).ok();
+            }
+        }
+        self.rejects.sync()
+    }
+}

@@ -1,0 +1,293 @@
+//! The mock teacher: a real OpenAI-compatible HTTP server (axum) for tests, benchmarks
+//! and demos. It answers deterministically and plausibly per stage (schema-valid JSON for
+//! `json` answers), and can add latency, cap its concurrency, and inject faults.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+#[derive(Debug, Clone, Default)]
+pub struct MockOptions {
+    /// Fixed service time per request.
+    pub latency: Duration,
+    /// Requests served at once; the rest wait in a queue (None = unlimited).
+    pub capacity: Option<usize>,
+    pub seed: u64,
+    /// Fault rates in [0, 1], drawn per request deterministically.
+    pub rate_429: f64,
+    pub rate_500: f64,
+    /// Hang this long instead of answering (the client should time out first).
+    pub rate_timeout: f64,
+    pub hang: Duration,
+    /// HTTP body that is not JSON at all.
+    pub rate_invalid_json: f64,
+    /// A `json` answer that parses but violates the schema (exercises repair).
+    pub rate_bad_answer: f64,
+    /// finish_reason = "length" with a cut answer.
+    pub rate_truncate: f64,
+}
+
+struct Shared {
+    opts: MockOptions,
+    gate: Option<Semaphore>,
+    /// How often each distinct request body has been seen (so a retry can succeed).
+    seen: Mutex<HashMap<u64, u64>>,
+    served: AtomicU64,
+}
+
+/// A running mock server.
+pub struct MockServer {
+    pub addr: SocketAddr,
+    shared: Arc<Shared>,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl MockServer {
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+    pub fn served(&self) -> u64 {
+        self.shared.served.load(Ordering::Relaxed)
+    }
+    pub fn abort(&self) {
+        self.handle.abort();
+    }
+}
+
+/// Bind `addr` (port 0 = any free port) and serve in the background of the current runtime.
+pub async fn start(addr: SocketAddr, opts: MockOptions) -> std::io::Result<MockServer> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let shared = Arc::new(Shared {
+        gate: opts.capacity.map(Semaphore::new),
+        opts,
+        seen: Mutex::new(HashMap::new()),
+        served: AtomicU64::new(0),
+    });
+    let app = Router::new()
+        .route("/v1/models", get(models))
+        .route("/v1/chat/completions", post(chat))
+        .route("/health", get(|| async { "ok" }))
+        .with_state(shared.clone());
+    let handle = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok(MockServer { addr, shared, handle })
+}
+
+async fn models() -> Json<Value> {
+    Json(json!({"object": "list", "data": [{"id": "mock-teacher", "object": "model"}]}))
+}
+
+fn hash64(bytes: &[u8]) -> u64 {
+    crate::util::seed_from(&String::from_utf8_lossy(bytes))
+}
+
+async fn chat(State(s): State<Arc<Shared>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    let _permit = match &s.gate {
+        Some(g) => Some(g.acquire().await.expect("semaphore open")),
+        None => None,
+    };
+    let key = hash64(&body);
+    let nth = {
+        let mut seen = s.seen.lock().unwrap();
+        let n = seen.entry(key).or_insert(0);
+        *n += 1;
+        *n
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(s.opts.seed ^ key ^ nth.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    if !s.opts.latency.is_zero() {
+        tokio::time::sleep(s.opts.latency).await;
+    }
+    s.served.fetch_add(1, Ordering::Relaxed);
+    let o = &s.opts;
+    let mut roll = |rate: f64| rate > 0.0 && rng.random::<f64>() < rate;
+    if roll(o.rate_429) {
+        return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "0.05")], "rate limited").into_response();
+    }
+    if roll(o.rate_500) {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "injected server error").into_response();
+    }
+    if roll(o.rate_timeout) {
+        tokio::time::sleep(o.hang).await;
+    }
+    if roll(o.rate_invalid_json) {
+        return (StatusCode::OK, [("content-type", "application/json")], "{\"choices\": [ garbage").into_response();
+    }
+    let bad_answer = roll(o.rate_bad_answer);
+    let truncate = roll(o.rate_truncate);
+    let req: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("invalid request JSON: {e}")).into_response(),
+    };
+    let stage = headers.get("x-mediflow-stage").and_then(|v| v.to_str().ok()).unwrap_or("answer");
+    let prompt: String = req["messages"]
+        .as_array()
+        .map(|m| m.iter().filter_map(|x| x["content"].as_str()).collect::<Vec<_>>().join("\n"))
+        .unwrap_or_default();
+    let schema = req["response_format"]["json_schema"]["schema"].clone();
+    let schema = if schema.is_object() { Some(schema) } else { schema_in_prompt(&prompt) };
+    let mut content = match (stage, schema) {
+        ("answer" | "repair", Some(_)) if bad_answer => json!({"unexpected": true}).to_string(),
+        ("answer" | "repair", Some(schema)) => instance(&schema, &mut rng).to_string(),
+        ("document", _) => document(&mut rng),
+        ("instruction", _) => instruction(&prompt),
+        _ => answer(&prompt, &mut rng),
+    };
+    let mut finish = "stop";
+    if truncate {
+        content = content.chars().take(content.chars().count() / 2).collect();
+        finish = "length";
+    }
+    let words = |t: &str| (t.split_whitespace().count() as f64 * 1.3).ceil() as u64;
+    Json(json!({
+        "id": format!("mock-{key:x}-{nth}"),
+        "object": "chat.completion",
+        "model": req["model"],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish}],
+        "usage": {"prompt_tokens": words(&prompt), "completion_tokens": words(&content),
+                  "total_tokens": words(&prompt) + words(&content)},
+    }))
+    .into_response()
+}
+
+/// The first ```json fenced block in the prompt that parses as an object schema.
+fn schema_in_prompt(prompt: &str) -> Option<Value> {
+    let mut rest = prompt;
+    while let Some(i) = rest.find("```json") {
+        let after = &rest[i + 7..];
+        let end = after.find("```")?;
+        if let Ok(v) = serde_json::from_str::<Value>(after[..end].trim()) {
+            if v.get("type").and_then(Value::as_str) == Some("object") && v.get("properties").is_some() {
+                return Some(v);
+            }
+        }
+        rest = &after[end + 3..];
+    }
+    None
+}
+
+const NAMES: &[&str] = &["Maria Lopez", "James Carter", "Aiko Tanaka", "Samuel Okafor", "Elena Petrova", "David Cohen"];
+const PROBLEMS: &[&str] = &[
+    "community-acquired pneumonia", "type 2 diabetes mellitus with hyperglycemia", "acute kidney injury",
+    "atrial fibrillation with rapid ventricular response", "COPD exacerbation", "cellulitis of the left leg",
+];
+const MEDS: &[&str] = &["metformin 500 mg PO BID", "apixaban 5 mg PO BID", "ceftriaxone 1 g IV daily",
+    "furosemide 40 mg IV BID", "lisinopril 10 mg PO daily", "prednisone 40 mg PO daily"];
+
+fn document(rng: &mut ChaCha8Rng) -> String {
+    let mut pick = |v: &[&'static str]| v[rng.random_range(0..v.len())];
+    let (name, problem, med, med2) = (pick(NAMES), pick(PROBLEMS), pick(MEDS), pick(MEDS));
+    let (day, mrn, age) = (rng.random_range(1..28), rng.random_range(100000..999999), rng.random_range(19..92));
+    format!(
+        "Patient: {name}    MRN: {mrn}    Date: 2024-03-{day:02}\n\n\
+         Chief complaint: shortness of breath and fatigue for 3 days.\n\n\
+         History of present illness: {age}-year-old patient admitted with {problem}. \
+         Symptoms began gradually; denies chest pain. Past history notable for hypertension.\n\n\
+         Examination: T 38.1 C, HR 104, BP 132/78, SpO2 92% on room air. Crackles at the right base.\n\n\
+         Results: WBC 13.2 x10^9/L (high), creatinine 1.4 mg/dL, CXR with right lower lobe opacity.\n\n\
+         Assessment and plan: {problem}. Start {med}; continue {med2}. Reassess in 48 hours; \
+         follow up with primary care physician Dr. Patel within 1 week of discharge."
+    )
+}
+
+fn instruction(prompt: &str) -> String {
+    let wants_json = prompt.contains("```json");
+    let mut s = "Read the clinical document below and complete the task described: identify the relevant \
+                 findings, cite the supporting text, and be precise."
+        .to_string();
+    if wants_json {
+        s.push_str(" Answer with a single JSON object that conforms to this schema.");
+    }
+    s
+}
+
+fn answer(prompt: &str, rng: &mut ChaCha8Rng) -> String {
+    let n = prompt.split_whitespace().count();
+    let p = PROBLEMS[rng.random_range(0..PROBLEMS.len())];
+    format!(
+        "The document describes a patient with {p}. Key findings: fever, tachycardia and an elevated white \
+         cell count support an infectious process. The plan documented is appropriate; renal function should \
+         be monitored. (Based on a prompt of {n} words.)"
+    )
+}
+
+/// A deterministic instance of a (simple) JSON Schema: honours type, enum, const,
+/// examples, min/max lengths and items, minimum/maximum; includes every property.
+pub fn instance(schema: &Value, rng: &mut ChaCha8Rng) -> Value {
+    if let Some(c) = schema.get("const") {
+        return c.clone();
+    }
+    if let Some(e) = schema.get("enum").and_then(Value::as_array).filter(|e| !e.is_empty()) {
+        return e[rng.random_range(0..e.len())].clone();
+    }
+    let ty = match &schema["type"] {
+        Value::String(t) => t.clone(),
+        Value::Array(ts) => ts.iter().filter_map(Value::as_str).find(|t| *t != "null").unwrap_or("null").to_string(),
+        _ if schema.get("properties").is_some() => "object".into(),
+        _ => "string".into(),
+    };
+    let num = |k: &str| schema.get(k).and_then(Value::as_f64);
+    match ty.as_str() {
+        "object" => {
+            let mut out = serde_json::Map::new();
+            if let Some(props) = schema["properties"].as_object() {
+                for (k, v) in props {
+                    out.insert(k.clone(), instance(v, rng));
+                }
+            }
+            Value::Object(out)
+        }
+        "array" => {
+            let min = num("minItems").unwrap_or(1.0) as usize;
+            let max = num("maxItems").unwrap_or(3.0) as usize;
+            let min = min.max(1).min(max);
+            let n = rng.random_range(min..=(min + 2).min(max).max(min));
+            Value::Array((0..n).map(|_| instance(&schema["items"], rng)).collect())
+        }
+        "integer" => {
+            let lo = num("minimum").unwrap_or(0.0) as i64;
+            let hi = num("maximum").map(|m| m as i64).unwrap_or(lo + 50).max(lo);
+            json!(rng.random_range(lo..=hi))
+        }
+        "number" => {
+            let lo = num("minimum").unwrap_or(0.0);
+            let hi = num("maximum").unwrap_or(lo + 1.0).max(lo);
+            json!(((lo + (hi - lo) * rng.random::<f64>()) * 100.0).round() / 100.0)
+        }
+        "boolean" => json!(rng.random::<bool>()),
+        "null" => Value::Null,
+        _ => {
+            if let Some(ex) = schema.get("examples").and_then(Value::as_array).and_then(|a| a.first()) {
+                return ex.clone();
+            }
+            let min = num("minLength").unwrap_or(0.0) as usize;
+            let max = num("maxLength").unwrap_or(60.0) as usize;
+            let words = ["fever", "cough", "metformin", "creatinine", "pneumonia", "follow-up", "stable", "chest"];
+            let mut s = String::new();
+            while s.len() < min.max(12) {
+                if !s.is_empty() {
+                    s.push(' ');
+                }
+                s.push_str(words[rng.random_range(0..words.len())]);
+            }
+            let mut s: String = s.chars().take(max.max(min)).collect();
+            if s.ends_with(' ') {
+                s.pop();
+                s.push('x');
+            }
+            Value::String(s)
+        }
+    }
+}

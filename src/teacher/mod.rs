@@ -1,0 +1,100 @@
+//! The teacher: whatever answers chat requests. One trait, several backends:
+//! `http` (any OpenAI-compatible server) and, for tests and benchmarks, `mock` (our own
+//! OpenAI-compatible server). `retry` decides what is retried and when.
+
+pub mod http;
+pub mod mock;
+pub mod retry;
+
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    pub role: String,
+    pub content: String,
+}
+
+impl Message {
+    pub fn system(c: impl Into<String>) -> Self {
+        Message { role: "system".into(), content: c.into() }
+    }
+    pub fn user(c: impl Into<String>) -> Self {
+        Message { role: "user".into(), content: c.into() }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ChatRequest {
+    pub messages: Vec<Message>,
+    pub max_tokens: u32,
+    pub temperature: f32,
+    pub top_p: f32,
+    pub seed: Option<u64>,
+    /// JSON Schema to enforce server-side (`response_format: json_schema`), if any.
+    pub json_schema: Option<serde_json::Value>,
+    /// Pipeline stage, sent as the `X-Mediflow-Stage` header (servers ignore it; the mock
+    /// uses it to answer plausibly).
+    pub stage: &'static str,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct ChatResponse {
+    pub content: String,
+    pub finish_reason: String,
+    pub usage: Usage,
+    pub latency: Duration,
+}
+
+/// Why a teacher call failed. `retry::classify` maps each to retry or not.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TeacherError {
+    #[error("rate limited (429)")]
+    RateLimited { retry_after: Option<Duration> },
+    #[error("server error {status}: {body}")]
+    Server { status: u16, body: String, retry_after: Option<Duration> },
+    #[error("client error {status}: {body}")]
+    Client { status: u16, body: String },
+    #[error("request timed out")]
+    Timeout,
+    #[error("connection failed: {0}")]
+    Connection(String),
+    #[error("output truncated at the token cap (finish_reason=length)")]
+    Truncated { partial: String },
+    #[error("empty answer")]
+    Empty,
+    #[error("malformed response: {0}")]
+    BadResponse(String),
+}
+
+impl TeacherError {
+    /// The short reason recorded in rejects and stats.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            TeacherError::RateLimited { .. } => "rate_limited",
+            TeacherError::Server { .. } => "server_error",
+            TeacherError::Client { .. } => "client_error",
+            TeacherError::Timeout => "timeout",
+            TeacherError::Connection(_) => "connection_error",
+            TeacherError::Truncated { .. } => "truncated",
+            TeacherError::Empty => "empty_answer",
+            TeacherError::BadResponse(_) => "bad_response",
+        }
+    }
+}
+
+/// A backend that answers chat requests.
+#[async_trait::async_trait]
+pub trait Teacher: Send + Sync {
+    /// Backend name for provenance (`openai`, `embedded`, ...).
+    fn backend(&self) -> &'static str;
+    async fn chat(&self, req: &ChatRequest) -> Result<ChatResponse, TeacherError>;
+    /// A cheap pre-flight check that the teacher is there (e.g. `GET /models`).
+    async fn probe(&self) -> Result<String, String>;
+}

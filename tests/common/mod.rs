@@ -1,0 +1,128 @@
+//! Test helpers: run the real binary, start the real mock teacher on 127.0.0.1, write
+//! configs into temporary directories, read a run's outputs back.
+#![allow(dead_code)]
+
+use mediflow::record::{Record, Rejection};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_mediflow")
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A mock teacher process; killed on drop.
+pub struct Mock {
+    pub child: Child,
+    pub url: String,
+}
+
+impl Drop for Mock {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn mock(args: &[&str]) -> Mock {
+    let mut child = Command::new(bin())
+        .args(["mock-teacher", "--addr", "127.0.0.1:0"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn mock");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let url = line.trim().rsplit(' ').next().unwrap().to_string();
+    assert!(url.starts_with("http://127.0.0.1:"), "unexpected mock banner {line:?}");
+    Mock { child, url }
+}
+
+/// Write a run config in `dir` pointing at the repository's taxonomy, templates and schemas.
+pub fn config(dir: &Path, url: &str, items: usize, extra: &str) -> PathBuf {
+    let r = repo();
+    let text = format!(
+        r#"name = "test"
+seed = 7
+items = {items}
+taxonomy_dir = "{tax}"
+templates_dir = "{tpl}"
+schemas_dir = "{sch}"
+out_root = "{out}"
+
+[teacher]
+kind = "openai"
+base_urls = ["{url}"]
+model = "mock"
+timeout_secs = 5
+
+[engine]
+concurrency = 8
+backoff_initial_ms = 5
+backoff_max_ms = 50
+{extra}
+"#,
+        tax = r.join("taxonomy").display(),
+        tpl = r.join("templates").display(),
+        sch = r.join("schemas").display(),
+        out = dir.join("outputs").display(),
+    );
+    let p = dir.join("run.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+pub fn run(args: &[&str]) -> Output {
+    Command::new(bin()).args(args).env("NO_COLOR", "1").output().expect("run mediflow")
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn records(out: &Path) -> Vec<Record> {
+    let mut v = Vec::new();
+    for f in mediflow::sink::shard_files(out).unwrap() {
+        v.extend(mediflow::sink::read_jsonl::<Record>(&f, false).unwrap());
+    }
+    v
+}
+
+pub fn rejects(out: &Path) -> Vec<Rejection> {
+    mediflow::sink::read_jsonl(&out.join("rejects.jsonl"), false).unwrap()
+}
+
+/// The planned ids (first `limit`) according to `mediflow plan --json`.
+pub fn planned_ids(cfg: &Path, limit: Option<usize>) -> Vec<String> {
+    let mut args = vec!["plan", "--config", cfg.to_str().unwrap(), "--json"];
+    let l = limit.map(|l| l.to_string());
+    if let Some(l) = &l {
+        args.extend(["--limit", l]);
+    }
+    let o = run(&args);
+    assert!(o.status.success(), "plan failed: {}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    v["items"].as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap().to_string()).collect()
+}
+
+/// Every planned id appears exactly once across records and rejects.
+pub fn assert_exactly_once(out: &Path, planned: &[String]) {
+    let mut seen: Vec<String> = records(out).into_iter().map(|r| r.id).collect();
+    seen.extend(rejects(out).into_iter().map(|r| r.id));
+    let n = seen.len();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(n, seen.len(), "an item was written twice");
+    let mut want = planned.to_vec();
+    want.sort();
+    assert_eq!(seen, want, "records + rejects must equal the plan");
+}
