@@ -22,16 +22,28 @@ pub struct Loaded {
 pub fn load(config: &Path, ov: &Overrides) -> Result<Loaded, Error> {
     let cfg = RunConfig::load(config, ov)?;
     let mut problems = Vec::new();
-    let tax = taxonomy::load(&cfg.taxonomy_dir).map_err(|p| problems.extend(p)).ok();
-    let prompts = Prompts::load(&cfg.templates_dir).map_err(|p| problems.extend(p)).ok();
-    let schemas = tax.as_ref().and_then(|t| Schemas::load(&cfg.schemas_dir, t).map_err(|p| problems.extend(p)).ok());
-    let (Some(tax), Some(prompts), Some(schemas)) = (tax, prompts, schemas) else {
+    let tax = taxonomy::load(&cfg.taxonomy_dir)
+        .map_err(|p| problems.extend(p))
+        .ok();
+    let prompts = Prompts::load(&cfg.templates_dir)
+        .map_err(|p| problems.extend(p))
+        .ok();
+    let (Some(tax), Some(prompts)) = (tax, prompts) else {
         return Err(Error::Input(problems));
     };
+    let (schemas, schema_problems) = Schemas::load_partial(&cfg.schemas_dir, &tax);
+    problems.extend(schema_problems);
     problems.extend(smoke_render(&tax, &schemas, &prompts));
-    let plan = plan::build(&tax, cfg.seed, cfg.items, &cfg.plan).map_err(|m| problems.push(Problem::new(config, m)));
+    let plan = plan::build(&tax, cfg.seed, cfg.items, &cfg.plan)
+        .map_err(|m| problems.push(Problem::new(config, m)));
     match plan {
-        Ok(plan) if problems.is_empty() => Ok(Loaded { cfg, tax, schemas, prompts, plan }),
+        Ok(plan) if problems.is_empty() => Ok(Loaded {
+            cfg,
+            tax,
+            schemas,
+            prompts,
+            plan,
+        }),
         _ => Err(Error::Input(problems)),
     }
 }
@@ -79,23 +91,44 @@ fn smoke_render(tax: &Taxonomy, schemas: &Schemas, prompts: &Prompts) -> Vec<Pro
                         ("validation_error", "sample error"),
                     ],
                 );
-                for stage in [Stage::Document, Stage::Instruction, Stage::Answer, Stage::Repair] {
+                for stage in [
+                    Stage::Document,
+                    Stage::Instruction,
+                    Stage::Answer,
+                    Stage::Repair,
+                ] {
                     let name = prompts.template_for(stage, &item);
                     // One render per template, document type and format is enough.
-                    let key = (name.clone(), if stage == Stage::Document { doc.id.clone() } else { String::new() }, format.clone());
+                    let key = (
+                        name.clone(),
+                        if stage == Stage::Document {
+                            doc.id.clone()
+                        } else {
+                            String::new()
+                        },
+                        format.clone(),
+                    );
                     if !seen.insert(key) {
                         continue;
                     }
                     if !prompts.exists(&name) {
-                        problems.push(Problem::new(prompts.dir().join(&name), "template not found"));
+                        problems.push(Problem::new(
+                            prompts.dir().join(&name),
+                            "template not found",
+                        ));
                         continue;
                     }
                     let ctx = match stage {
                         Stage::Document => base.clone(),
-                        Stage::Instruction => prompt::with(base.clone(), &[("document", "Sample document text.")]),
+                        Stage::Instruction => {
+                            prompt::with(base.clone(), &[("document", "Sample document text.")])
+                        }
                         Stage::Answer => prompt::with(
                             base.clone(),
-                            &[("document", "Sample document text."), ("instruction", "Sample instruction.")],
+                            &[
+                                ("document", "Sample document text."),
+                                ("instruction", "Sample instruction."),
+                            ],
                         ),
                         Stage::Repair => full.clone(),
                     };

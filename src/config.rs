@@ -103,7 +103,11 @@ pub struct StageTokens {
 
 impl Default for StageTokens {
     fn default() -> Self {
-        StageTokens { document: 1200, instruction: 400, answer: 1024 }
+        StageTokens {
+            document: 1200,
+            instruction: 400,
+            answer: 1024,
+        }
     }
 }
 
@@ -232,7 +236,10 @@ impl RunConfig {
         let mut p = Vec::new();
         let mut bad = |m: String| p.push(Problem::new(path, m));
         if self.name.trim().is_empty() || self.name.contains(['/', '\\']) {
-            bad(format!("`name` must be a non-empty file name, got {:?}", self.name));
+            bad(format!(
+                "`name` must be a non-empty file name, got {:?}",
+                self.name
+            ));
         }
         if self.items == 0 {
             bad("`items` must be at least 1".into());
@@ -250,10 +257,16 @@ impl RunConfig {
             bad("`teacher.model` is empty".into());
         }
         if !(0.0..=2.0).contains(&t.temperature) {
-            bad(format!("`teacher.temperature` must be within 0..=2, got {}", t.temperature));
+            bad(format!(
+                "`teacher.temperature` must be within 0..=2, got {}",
+                t.temperature
+            ));
         }
         if !(t.top_p > 0.0 && t.top_p <= 1.0) {
-            bad(format!("`teacher.top_p` must be within (0, 1], got {}", t.top_p));
+            bad(format!(
+                "`teacher.top_p` must be within (0, 1], got {}",
+                t.top_p
+            ));
         }
         if t.timeout_secs <= 0.0 {
             bad("`teacher.timeout_secs` must be positive".into());

@@ -14,10 +14,18 @@ pub struct Problem {
 
 impl Problem {
     pub fn new(file: impl Into<PathBuf>, message: impl Into<String>) -> Self {
-        Problem { file: file.into(), line: None, message: message.into() }
+        Problem {
+            file: file.into(),
+            line: None,
+            message: message.into(),
+        }
     }
     pub fn at(file: impl Into<PathBuf>, line: Option<usize>, message: impl Into<String>) -> Self {
-        Problem { file: file.into(), line, message: message.into() }
+        Problem {
+            file: file.into(),
+            line,
+            message: message.into(),
+        }
     }
 }
 
@@ -43,14 +51,21 @@ pub enum Error {
     #[error("teacher unavailable: {0}")]
     TeacherUnavailable(String),
     #[error("{context}: {source}")]
-    Io { context: String, #[source] source: std::io::Error },
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Other(#[from] anyhow::Error),
 }
 
 impl Error {
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        Error::Io { context: context.into(), source }
+        Error::Io {
+            context: context.into(),
+            source,
+        }
     }
     /// The process exit code for this error class (decided in one place).
     pub fn exit_code(&self) -> i32 {

@@ -57,7 +57,10 @@ pub struct Plan {
 
 /// The stable id of the `index`-th item of a cell in a run with `seed`.
 pub fn item_id(seed: u64, cell: &Cell, index: u32) -> String {
-    short_hash(format!("{seed}/{}/{}/{}/{}/{index}", cell.task, cell.document, cell.difficulty, cell.format))
+    short_hash(format!(
+        "{seed}/{}/{}/{}/{}/{index}",
+        cell.task, cell.document, cell.difficulty, cell.format
+    ))
 }
 
 /// Split `total` over options by weight: floors first, the remainder by seeded weighted
@@ -93,7 +96,9 @@ fn rng_for(seed: u64, path: &str) -> ChaCha8Rng {
 /// Build the plan for `n` items. `filter` restricts the taxonomy (empty lists = all).
 pub fn build(tax: &Taxonomy, seed: u64, n: usize, filter: &PlanConfig) -> Result<Plan, String> {
     let keep = |list: &Vec<String>, id: &str| list.is_empty() || list.iter().any(|x| x == id);
-    let tasks: Vec<usize> = (0..tax.tasks.len()).filter(|&i| keep(&filter.tasks, &tax.tasks[i].id)).collect();
+    let tasks: Vec<usize> = (0..tax.tasks.len())
+        .filter(|&i| keep(&filter.tasks, &tax.tasks[i].id))
+        .collect();
     let docs_ok = |di: usize| {
         let d = &tax.documents[di];
         keep(&filter.families, &d.family) && keep(&filter.documents, &d.id)
@@ -109,10 +114,26 @@ pub fn build(tax: &Taxonomy, seed: u64, n: usize, filter: &PlanConfig) -> Result
             None => Ok(()),
         }
     };
-    check_known(&filter.tasks, tax.tasks.iter().map(|t| t.id.as_str()).collect(), "tasks")?;
-    check_known(&filter.families, tax.families.iter().map(|t| t.id.as_str()).collect(), "families")?;
-    check_known(&filter.documents, tax.documents.iter().map(|t| t.id.as_str()).collect(), "documents")?;
-    check_known(&filter.formats, tax.formats.iter().map(|t| t.id.as_str()).collect(), "formats")?;
+    check_known(
+        &filter.tasks,
+        tax.tasks.iter().map(|t| t.id.as_str()).collect(),
+        "tasks",
+    )?;
+    check_known(
+        &filter.families,
+        tax.families.iter().map(|t| t.id.as_str()).collect(),
+        "families",
+    )?;
+    check_known(
+        &filter.documents,
+        tax.documents.iter().map(|t| t.id.as_str()).collect(),
+        "documents",
+    )?;
+    check_known(
+        &filter.formats,
+        tax.formats.iter().map(|t| t.id.as_str()).collect(),
+        "formats",
+    )?;
     if diffs.is_empty() {
         return Err("plan.difficulties selects no difficulty level".into());
     }
@@ -120,7 +141,11 @@ pub fn build(tax: &Taxonomy, seed: u64, n: usize, filter: &PlanConfig) -> Result
     // Task weights count only tasks with at least one compatible selected document and format.
     let task_docs: Vec<Vec<usize>> = tasks
         .iter()
-        .map(|&ti| (0..tax.documents.len()).filter(|&di| tax.compat[ti][di] > 0.0 && docs_ok(di)).collect())
+        .map(|&ti| {
+            (0..tax.documents.len())
+                .filter(|&di| tax.compat[ti][di] > 0.0 && docs_ok(di))
+                .collect()
+        })
         .collect();
     let task_formats: Vec<Vec<&crate::taxonomy::Format>> = tasks
         .iter()
@@ -134,7 +159,13 @@ pub fn build(tax: &Taxonomy, seed: u64, n: usize, filter: &PlanConfig) -> Result
     let task_w: Vec<f64> = tasks
         .iter()
         .enumerate()
-        .map(|(k, &ti)| if task_docs[k].is_empty() || task_formats[k].is_empty() { 0.0 } else { tax.tasks[ti].weight })
+        .map(|(k, &ti)| {
+            if task_docs[k].is_empty() || task_formats[k].is_empty() {
+                0.0
+            } else {
+                tax.tasks[ti].weight
+            }
+        })
         .collect();
     if task_w.iter().all(|w| *w == 0.0) {
         return Err("the plan filters leave no compatible (task, document, format) cell".into());
@@ -145,7 +176,11 @@ pub fn build(tax: &Taxonomy, seed: u64, n: usize, filter: &PlanConfig) -> Result
     for (k, &ti) in tasks.iter().enumerate() {
         let task = &tax.tasks[ti];
         let dw: Vec<f64> = task_docs[k].iter().map(|&di| tax.compat[ti][di]).collect();
-        let per_doc = allocate(per_task[k], &dw, &mut rng_for(seed, &format!("docs/{}", task.id)));
+        let per_doc = allocate(
+            per_task[k],
+            &dw,
+            &mut rng_for(seed, &format!("docs/{}", task.id)),
+        );
         for (j, &di) in task_docs[k].iter().enumerate() {
             let doc = &tax.documents[di];
             let path = format!("{}/{}", task.id, doc.id);
@@ -156,7 +191,11 @@ pub fn build(tax: &Taxonomy, seed: u64, n: usize, filter: &PlanConfig) -> Result
             );
             for (l, diff) in diffs.iter().enumerate() {
                 let fw: Vec<f64> = task_formats[k].iter().map(|f| f.weight).collect();
-                let per_fmt = allocate(per_diff[l], &fw, &mut rng_for(seed, &format!("fmt/{path}/{}", diff.level)));
+                let per_fmt = allocate(
+                    per_diff[l],
+                    &fw,
+                    &mut rng_for(seed, &format!("fmt/{path}/{}", diff.level)),
+                );
                 for (m, fmt) in task_formats[k].iter().enumerate() {
                     if per_fmt[m] > 0 {
                         let cell = Cell {
@@ -177,12 +216,22 @@ pub fn build(tax: &Taxonomy, seed: u64, n: usize, filter: &PlanConfig) -> Result
         .codes
         .iter()
         .enumerate()
-        .filter(|(_, c)| c.billable && tax.seeds.concept_chapters.iter().any(|ch| c.code.starts_with(ch.as_str())))
+        .filter(|(_, c)| {
+            c.billable
+                && tax
+                    .seeds
+                    .concept_chapters
+                    .iter()
+                    .any(|ch| c.code.starts_with(ch.as_str()))
+        })
         .map(|(i, _)| i)
         .collect();
     let mut items = Vec::with_capacity(n);
     for (cell, &q) in &quotas {
-        let family = tax.document(&cell.document).map(|d| d.family.clone()).unwrap_or_default();
+        let family = tax
+            .document(&cell.document)
+            .map(|d| d.family.clone())
+            .unwrap_or_default();
         for index in 0..q as u32 {
             let id = item_id(seed, cell, index);
             let seed_attrs = draw_seed(tax, &concepts, &id);
@@ -200,15 +249,24 @@ pub fn build(tax: &Taxonomy, seed: u64, n: usize, filter: &PlanConfig) -> Result
     }
     // Interleave: order by a hash of the id, so a prefix (`--limit`) is a stratified sample.
     items.sort_by_cached_key(|it| (short_hash(format!("order/{}", it.id)), it.id.clone()));
-    Ok(Plan { seed, items, quotas })
+    Ok(Plan {
+        seed,
+        items,
+        quotas,
+    })
 }
 
 fn draw_seed(tax: &Taxonomy, concepts: &[usize], id: &str) -> SeedAttrs {
     let mut rng = ChaCha8Rng::seed_from_u64(seed_from(&format!("seed-attrs/{id}")));
     let s = &tax.seeds;
     let mut pick = |v: &Vec<String>| v[rng.random_range(0..v.len())].clone();
-    let (specialty, age_band, sex, care_setting, writing_style) =
-        (pick(&s.specialties), pick(&s.age_bands), pick(&s.sexes), pick(&s.care_settings), pick(&s.writing_styles));
+    let (specialty, age_band, sex, care_setting, writing_style) = (
+        pick(&s.specialties),
+        pick(&s.age_bands),
+        pick(&s.sexes),
+        pick(&s.care_settings),
+        pick(&s.writing_styles),
+    );
     let c = &tax.icd.codes[concepts[rng.random_range(0..concepts.len())]];
     SeedAttrs {
         specialty,
@@ -265,7 +323,11 @@ mod tests {
         // Proportional within one unit of the exact share.
         for (i, wi) in w.iter().enumerate() {
             let exact = 600.0 * wi / 6.5;
-            assert!((big[i] as f64 - exact).abs() < 1.0, "{i}: {} vs {exact}", big[i]);
+            assert!(
+                (big[i] as f64 - exact).abs() < 1.0,
+                "{i}: {} vs {exact}",
+                big[i]
+            );
         }
     }
 }

@@ -60,7 +60,11 @@ impl Prompts {
                 if p.is_dir() {
                     stack.push(p);
                 } else if p.extension().is_some_and(|x| x == "j2") {
-                    let name = p.strip_prefix(dir).unwrap().to_string_lossy().replace('\\', "/");
+                    let name = p
+                        .strip_prefix(dir)
+                        .unwrap()
+                        .to_string_lossy()
+                        .replace('\\', "/");
                     match std::fs::read(&p) {
                         Ok(bytes) => {
                             hashes.insert(name, util::short_hash(bytes));
@@ -70,7 +74,12 @@ impl Prompts {
                 }
             }
         }
-        let prompts = Prompts { env, dir: dir.to_path_buf(), hashes, hash: util::hash_dir(dir) };
+        let prompts = Prompts {
+            env,
+            dir: dir.to_path_buf(),
+            hashes,
+            hash: util::hash_dir(dir),
+        };
         let mut names: Vec<&String> = prompts.hashes.keys().collect();
         names.sort();
         for name in names {
@@ -78,34 +87,69 @@ impl Prompts {
                 problems.push(prompts.problem(&e));
             }
         }
-        if problems.is_empty() { Ok(prompts) } else { Err(problems) }
+        if problems.is_empty() {
+            Ok(prompts)
+        } else {
+            Err(problems)
+        }
     }
 
     fn problem(&self, e: &minijinja::Error) -> Problem {
-        let file = e.name().map(|n| self.dir.join(n)).unwrap_or_else(|| self.dir.clone());
+        let file = e
+            .name()
+            .map(|n| self.dir.join(n))
+            .unwrap_or_else(|| self.dir.clone());
         let mut msg = e.to_string();
         let mut src = std::error::Error::source(e);
         while let Some(s) = src {
             msg.push_str(&format!(": {s}"));
             src = s.source();
         }
+        // Quote the offending line: minijinja's message does not name the variable.
+        if let Some(src) = e.line().and_then(|l| {
+            std::fs::read_to_string(&file)
+                .ok()?
+                .lines()
+                .nth(l - 1)
+                .map(String::from)
+        }) {
+            msg.push_str(&format!(" in `{}`", src.trim()));
+        }
         Problem::at(file, e.line(), msg)
     }
 
     /// Which template a stage of an item uses (document- and task-specific files win).
     pub fn template_for(&self, stage: Stage, item: &PlanItem) -> String {
-        let pick = |specific: String, fallback: String| if self.hashes.contains_key(&specific) { specific } else { fallback };
+        let pick = |specific: String, fallback: String| {
+            if self.hashes.contains_key(&specific) {
+                specific
+            } else {
+                fallback
+            }
+        };
         match stage {
-            Stage::Document => pick(format!("document/{}.j2", item.document), format!("document/{}.j2", item.family)),
+            Stage::Document => pick(
+                format!("document/{}.j2", item.document),
+                format!("document/{}.j2", item.family),
+            ),
             Stage::Instruction => format!("instruction/{}.j2", item.task),
-            Stage::Answer => pick(format!("answer/{}.j2", item.task), "answer/_default.j2".into()),
+            Stage::Answer => pick(
+                format!("answer/{}.j2", item.task),
+                "answer/_default.j2".into(),
+            ),
             Stage::Repair => "repair.j2".into(),
         }
     }
 
     /// `name@hash` provenance tag for a template.
     pub fn tag(&self, name: &str) -> String {
-        format!("{name}@{}", self.hashes.get(name).map(String::as_str).unwrap_or("missing"))
+        format!(
+            "{name}@{}",
+            self.hashes
+                .get(name)
+                .map(String::as_str)
+                .unwrap_or("missing")
+        )
     }
 
     pub fn dir(&self) -> &Path {
@@ -126,7 +170,10 @@ impl Prompts {
             let text = state.render_block(b).map_err(|e| self.problem(&e))?;
             let text = text.trim().to_string();
             if text.is_empty() {
-                return Err(Problem::new(self.dir.join(name), format!("block `{b}` rendered to empty text")));
+                return Err(Problem::new(
+                    self.dir.join(name),
+                    format!("block `{b}` rendered to empty text"),
+                ));
             }
             Ok(text)
         };
@@ -140,10 +187,20 @@ impl Prompts {
 /// by the caller as they become available; strict mode rejects anything else.
 pub fn base_context(tax: &Taxonomy, schemas: &Schemas, item: &PlanItem) -> Value {
     let task = tax.task(&item.task).expect("planned task exists");
-    let doc = tax.document(&item.document).expect("planned document exists");
-    let family = tax.family(&doc.family).map(|f| f.name.clone()).unwrap_or_default();
-    let diff = tax.difficulty(item.difficulty).expect("planned difficulty exists");
-    let schema = schemas.get(&item.task).map(|s| s.pretty.clone()).unwrap_or_default();
+    let doc = tax
+        .document(&item.document)
+        .expect("planned document exists");
+    let family = tax
+        .family(&doc.family)
+        .map(|f| f.name.clone())
+        .unwrap_or_default();
+    let diff = tax
+        .difficulty(item.difficulty)
+        .expect("planned difficulty exists");
+    let schema = schemas
+        .get(&item.task)
+        .map(|s| s.pretty.clone())
+        .unwrap_or_default();
     let s = &item.seed;
     json!({
         "task": { "id": task.id, "name": task.name, "description": task.description },

@@ -137,7 +137,11 @@ mod tests {
         let mut sorted_keys = keys.clone();
         sorted_keys.sort();
         assert_eq!(sorted_keys, sorted_names);
-        let r = Record { id: "x".into(), quality: Some(4.0), ..Default::default() };
+        let r = Record {
+            id: "x".into(),
+            quality: Some(4.0),
+            ..Default::default()
+        };
         let b = to_batch(&[r.clone(), Record::default()]).unwrap();
         assert_eq!(b.num_rows(), 2);
         assert_eq!(b.num_columns(), names.len());

@@ -27,9 +27,24 @@ impl Schemas {
 
     /// Load and compile the schema of every task that supports the `json` format.
     pub fn load(dir: &Path, tax: &Taxonomy) -> Result<Schemas, Vec<Problem>> {
+        let (schemas, problems) = Self::load_partial(dir, tax);
+        if problems.is_empty() {
+            Ok(schemas)
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// Like `load`, but also returns the schemas that did compile (so the other checks can
+    /// still run and every problem is reported at once).
+    pub fn load_partial(dir: &Path, tax: &Taxonomy) -> (Schemas, Vec<Problem>) {
         let mut problems = Vec::new();
         let mut by_task = HashMap::new();
-        for t in tax.tasks.iter().filter(|t| t.formats.iter().any(|f| f == "json")) {
+        for t in tax
+            .tasks
+            .iter()
+            .filter(|t| t.formats.iter().any(|f| f == "json"))
+        {
             let path = dir.join(&t.schema);
             match compile(&path) {
                 Ok(s) => {
@@ -38,26 +53,37 @@ impl Schemas {
                 Err(p) => problems.push(p),
             }
         }
-        if problems.is_empty() {
-            Ok(Schemas { by_task, hash: util::hash_dir(dir) })
-        } else {
-            Err(problems)
-        }
+        (
+            Schemas {
+                by_task,
+                hash: util::hash_dir(dir),
+            },
+            problems,
+        )
     }
 }
 
 /// Read, parse and compile one schema file.
 pub fn compile(path: &Path) -> Result<TaskSchema, Problem> {
-    let text = std::fs::read_to_string(path).map_err(|e| Problem::new(path, format!("cannot read schema: {e}")))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Problem::new(path, format!("cannot read schema: {e}")))?;
     let value: Value = serde_json::from_str(&text)
         .map_err(|e| Problem::at(path, Some(e.line()), format!("invalid JSON: {e}")))?;
     if value.get("type").and_then(Value::as_str) != Some("object") {
-        return Err(Problem::new(path, "schema root must have \"type\": \"object\""));
+        return Err(Problem::new(
+            path,
+            "schema root must have \"type\": \"object\"",
+        ));
     }
     let validator = jsonschema::validator_for(&value)
         .map_err(|e| Problem::new(path, format!("invalid JSON Schema: {e}")))?;
     let pretty = serde_json::to_string_pretty(&value).expect("serializable");
-    Ok(TaskSchema { hash: util::short_hash(&text), value, pretty, validator })
+    Ok(TaskSchema {
+        hash: util::short_hash(&text),
+        value,
+        pretty,
+        validator,
+    })
 }
 
 /// Validate an instance; the error text lists every violation (for repair prompts).
@@ -68,10 +94,18 @@ pub fn validate(schema: &TaskSchema, instance: &Value) -> Result<(), String> {
         .take(8)
         .map(|e| {
             let at = e.instance_path().to_string();
-            if at.is_empty() { e.to_string() } else { format!("at {at}: {e}") }
+            if at.is_empty() {
+                e.to_string()
+            } else {
+                format!("at {at}: {e}")
+            }
         })
         .collect();
-    if errors.is_empty() { Ok(()) } else { Err(errors.join("; ")) }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("; "))
+    }
 }
 
 /// Pull the JSON object out of a teacher answer: tolerate surrounding code fences or prose.
@@ -96,7 +130,10 @@ mod tests {
     #[test]
     fn extract_json_tolerates_fences_and_rejects_garbage() {
         assert_eq!(extract_json("```json\n{\"a\": 1}\n```").unwrap()["a"], 1);
-        assert_eq!(extract_json("Here: {\"a\": [1,2]} done").unwrap()["a"][1], 2);
+        assert_eq!(
+            extract_json("Here: {\"a\": [1,2]} done").unwrap()["a"][1],
+            2
+        );
         assert!(extract_json("no json here").is_err());
         assert!(extract_json("{\"a\": ").is_err());
     }

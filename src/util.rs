@@ -55,7 +55,12 @@ pub fn hash_dir(dir: &Path) -> String {
     files.sort();
     let mut buf = Vec::new();
     for f in files {
-        buf.extend_from_slice(f.strip_prefix(dir).unwrap_or(&f).to_string_lossy().as_bytes());
+        buf.extend_from_slice(
+            f.strip_prefix(dir)
+                .unwrap_or(&f)
+                .to_string_lossy()
+                .as_bytes(),
+        );
         buf.push(0);
         buf.extend_from_slice(&std::fs::read(&f).unwrap_or_default());
         buf.push(0);

@@ -23,11 +23,23 @@ fn copy_dir(from: &Path, to: &Path) {
 
 fn expect_input_error(cfg: &Path, needles: &[&str]) {
     let c = cfg.to_str().unwrap();
-    for (cmd, args) in [("check", vec!["check", "--config", c]), ("run", vec!["run", "--config", c, "--quiet"])] {
+    for (cmd, args) in [
+        ("check", vec!["check", "--config", c]),
+        ("run", vec!["run", "--config", c, "--quiet"]),
+    ] {
         let o = run(&args);
-        assert_eq!(o.status.code(), Some(2), "{cmd}: expected exit 2, stderr: {}", stderr(&o));
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "{cmd}: expected exit 2, stderr: {}",
+            stderr(&o)
+        );
         for n in needles {
-            assert!(stderr(&o).contains(n), "{cmd}: {n:?} missing from: {}", stderr(&o));
+            assert!(
+                stderr(&o).contains(n),
+                "{cmd}: {n:?} missing from: {}",
+                stderr(&o)
+            );
         }
     }
 }
@@ -36,7 +48,9 @@ fn expect_input_error(cfg: &Path, needles: &[&str]) {
 fn malformed_config_names_file_and_line() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = config(tmp.path(), DEAD_URL, 4, "");
-    let text = std::fs::read_to_string(&cfg).unwrap().replace("items = 4", "items = = 4");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("items = 4", "items = = 4");
     std::fs::write(&cfg, text).unwrap();
     expect_input_error(&cfg, &["run.toml:3:"]);
 }
@@ -46,8 +60,15 @@ fn unknown_and_invalid_config_values_are_all_reported_at_once() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = config(tmp.path(), DEAD_URL, 4, "colour = 1\n");
     expect_input_error(&cfg, &["unknown field `colour`"]);
-    let cfg = config(tmp.path(), "ftp://x", 0, "concurrency = 0\n");
-    expect_input_error(&cfg, &["`items` must be at least 1", "not an http(s) URL", "`engine.concurrency` must be at least 1"]);
+    let cfg = config(tmp.path(), "ftp://x", 0, "shard_size = 0\n");
+    expect_input_error(
+        &cfg,
+        &[
+            "`items` must be at least 1",
+            "not an http(s) URL",
+            "`engine.shard_size` must be at least 1",
+        ],
+    );
 }
 
 #[test]
@@ -63,23 +84,58 @@ fn broken_taxonomy_template_and_schema_are_reported_together() {
     std::fs::write(&docs, &text[..cut]).unwrap();
     // Template: an undefined variable.
     let tpl = tmp.path().join("templates/repair.j2");
-    let text = std::fs::read_to_string(&tpl).unwrap().replacen("{% block user %}", "{% block user %}{{ no_such_variable }}", 1);
+    let text = std::fs::read_to_string(&tpl).unwrap().replacen(
+        "{%- block user -%}",
+        "{%- block user -%}{{ no_such_variable }}",
+        1,
+    );
+    assert!(
+        text.contains("no_such_variable"),
+        "repair.j2 layout changed; update this test"
+    );
     std::fs::write(&tpl, text).unwrap();
     // Schema: invalid JSON.
-    std::fs::write(tmp.path().join("schemas/summarization.schema.json"), "{ \"type\": \"object\",\n  oops }").unwrap();
+    std::fs::write(
+        tmp.path().join("schemas/summarization.schema.json"),
+        "{ \"type\": \"object\",\n  oops }",
+    )
+    .unwrap();
 
     let cfg = config(tmp.path(), DEAD_URL, 4, "");
     let text = std::fs::read_to_string(&cfg)
         .unwrap()
-        .replace(&repo().join("taxonomy").display().to_string(), &tmp.path().join("taxonomy").display().to_string())
-        .replace(&repo().join("templates").display().to_string(), &tmp.path().join("templates").display().to_string())
-        .replace(&repo().join("schemas").display().to_string(), &tmp.path().join("schemas").display().to_string());
+        .replace(
+            &repo().join("taxonomy").display().to_string(),
+            &tmp.path().join("taxonomy").display().to_string(),
+        )
+        .replace(
+            &repo().join("templates").display().to_string(),
+            &tmp.path().join("templates").display().to_string(),
+        )
+        .replace(
+            &repo().join("schemas").display().to_string(),
+            &tmp.path().join("schemas").display().to_string(),
+        );
     std::fs::write(&cfg, text).unwrap();
-    expect_input_error(&cfg, &["documents.toml: expected exactly 98 document types, found 97"]);
+    expect_input_error(
+        &cfg,
+        &["documents.toml: expected exactly 98 document types, found 97"],
+    );
 
     // Restore the taxonomy: now the template and the schema problems show, both at once.
-    std::fs::write(&docs, std::fs::read_to_string(repo().join("taxonomy/documents.toml")).unwrap()).unwrap();
-    expect_input_error(&cfg, &["summarization.schema.json:2: invalid JSON", "repair.j2", "no_such_variable"]);
+    std::fs::write(
+        &docs,
+        std::fs::read_to_string(repo().join("taxonomy/documents.toml")).unwrap(),
+    )
+    .unwrap();
+    expect_input_error(
+        &cfg,
+        &[
+            "summarization.schema.json:2: invalid JSON",
+            "repair.j2",
+            "no_such_variable",
+        ],
+    );
 }
 
 #[test]
@@ -89,5 +145,8 @@ fn unreachable_teacher_fails_the_probe_with_its_own_exit_code() {
     let o = run(&["run", "--config", cfg.to_str().unwrap(), "--quiet"]);
     assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
     assert!(stderr(&o).contains("teacher unavailable"));
-    assert!(!tmp.path().join("outputs/test/manifest.json").exists(), "nothing written before the probe passes");
+    assert!(
+        !tmp.path().join("outputs/test/manifest.json").exists(),
+        "nothing written before the probe passes"
+    );
 }

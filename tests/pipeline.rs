@@ -10,7 +10,14 @@ fn full_small_run_writes_valid_records_parquet_manifest_and_stats() {
     let m = mock(&[]);
     let cfg = config(tmp.path(), &m.url, 16, "");
     let out = tmp.path().join("out");
-    let o = run(&["run", "--config", cfg.to_str().unwrap(), "--out", out.to_str().unwrap(), "--json"]);
+    let o = run(&[
+        "run",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
     assert!(o.status.success(), "run failed: {}", stderr(&o));
     let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(summary["planned"], 16);
@@ -37,58 +44,127 @@ fn full_small_run_writes_valid_records_parquet_manifest_and_stats() {
     let pq = read_parquet(&out.join("data/part-00000.parquet")).unwrap();
     assert_eq!(pq, recs);
 
-    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["status"], "complete");
     assert_eq!(manifest["counts"]["accepted"], 16);
-    assert!(manifest["fingerprint"]["taxonomy_hash"].as_str().unwrap().len() == 64);
-    let stats: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("stats.json")).unwrap()).unwrap();
+    assert!(
+        manifest["fingerprint"]["taxonomy_hash"]
+            .as_str()
+            .unwrap()
+            .len()
+            == 64
+    );
+    let stats: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("stats.json")).unwrap()).unwrap();
     assert_eq!(stats["stages"]["document"]["total"], 16);
     assert_eq!(stats["stages"]["validate"]["kept"], 16);
     assert_eq!(stats["teacher"]["calls"], 48);
 
     let o = run(&["inspect", out.to_str().unwrap()]);
     assert!(o.status.success());
-    assert!(stdout(&o).contains("16 records, 0 rejects"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("16 records, 0 rejects"),
+        "{}",
+        stdout(&o)
+    );
 }
 
 #[test]
 fn faults_are_retried_or_rejected_and_every_item_is_accounted_for() {
     let tmp = tempfile::tempdir().unwrap();
     let m = mock(&[
-        "--rate-429", "0.1", "--rate-500", "0.1", "--rate-invalid-json", "0.05", "--rate-truncate", "0.05",
-        "--rate-bad-answer", "0.3", "--rate-timeout", "0.03", "--hang-ms", "3000",
+        "--rate-429",
+        "0.1",
+        "--rate-500",
+        "0.1",
+        "--rate-invalid-json",
+        "0.05",
+        "--rate-truncate",
+        "0.05",
+        "--rate-bad-answer",
+        "0.3",
+        "--rate-timeout",
+        "0.03",
+        "--hang-ms",
+        "3000",
     ]);
-    let cfg = config(tmp.path(), &m.url, 40, "max_attempts = 2\nrepair_attempts = 1\n");
+    let cfg = config(
+        tmp.path(),
+        &m.url,
+        40,
+        "max_attempts = 2\nrepair_attempts = 1\n",
+    );
     // A short timeout so the hanging requests time out quickly.
-    let text = std::fs::read_to_string(&cfg).unwrap().replace("timeout_secs = 5", "timeout_secs = 1");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("timeout_secs = 5", "timeout_secs = 1");
     std::fs::write(&cfg, text).unwrap();
     let out = tmp.path().join("out");
-    let o = run(&["run", "--config", cfg.to_str().unwrap(), "--out", out.to_str().unwrap(), "--quiet"]);
+    let o = run(&[
+        "run",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
     assert!(o.status.success(), "run failed: {}", stderr(&o));
     assert_exactly_once(&out, &planned_ids(&cfg, None));
 
     let recs = records(&out);
     let rejs = rejects(&out);
     assert!(!recs.is_empty(), "some items survive the faults");
-    assert!(!rejs.is_empty(), "with 2 attempts some items must be rejected");
-    assert!(recs.iter().any(|r| r.attempts > 3), "some records needed retries");
-    let known = ["rate_limited", "server_error", "timeout", "bad_response", "truncated", "schema_invalid", "invalid_json"];
+    assert!(
+        !rejs.is_empty(),
+        "with 2 attempts some items must be rejected"
+    );
+    assert!(
+        recs.iter().any(|r| r.attempts > 3),
+        "some records needed retries"
+    );
+    let known = [
+        "rate_limited",
+        "server_error",
+        "timeout",
+        "bad_response",
+        "truncated",
+        "schema_invalid",
+        "invalid_json",
+    ];
     for j in &rejs {
-        assert!(known.contains(&j.reason.as_str()), "unexpected reason {}", j.reason);
+        assert!(
+            known.contains(&j.reason.as_str()),
+            "unexpected reason {}",
+            j.reason
+        );
         assert!(!j.detail.is_empty());
         assert_eq!(j.record.id, j.id);
     }
-    let stats: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("stats.json")).unwrap()).unwrap();
-    assert_eq!(stats["accepted"].as_u64().unwrap() + stats["rejected"].as_u64().unwrap(), 40);
+    let stats: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("stats.json")).unwrap()).unwrap();
+    assert_eq!(
+        stats["accepted"].as_u64().unwrap() + stats["rejected"].as_u64().unwrap(),
+        40
+    );
     let dropped: u64 = stats["stages"]
         .as_object()
         .unwrap()
         .values()
-        .flat_map(|s| s.as_object().unwrap().iter().filter(|(k, _)| k.starts_with("dropped_")).map(|(_, v)| v.as_u64().unwrap()))
+        .flat_map(|s| {
+            s.as_object()
+                .unwrap()
+                .iter()
+                .filter(|(k, _)| k.starts_with("dropped_"))
+                .map(|(_, v)| v.as_u64().unwrap())
+        })
         .sum();
     assert_eq!(dropped, rejs.len() as u64);
     // Repairs happened for schema-violating answers.
-    assert!(recs.iter().chain(rejs.iter().map(|j| &j.record)).any(|r| r.repairs > 0));
+    assert!(recs
+        .iter()
+        .chain(rejs.iter().map(|j| &j.record))
+        .any(|r| r.repairs > 0));
 }
 
 #[test]
@@ -97,8 +173,20 @@ fn sigkill_mid_run_then_resume_gives_every_item_exactly_once() {
     let m = mock(&["--latency-ms", "40", "--rate-500", "0.05"]);
     let cfg = config(tmp.path(), &m.url, 60, "shard_size = 7\n");
     let out = tmp.path().join("out");
-    let args = ["run", "--config", cfg.to_str().unwrap(), "--out", out.to_str().unwrap(), "--quiet", "--concurrency", "4"];
-    let mut child = std::process::Command::new(bin()).args(args).spawn().unwrap();
+    let args = [
+        "run",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+        "--concurrency",
+        "4",
+    ];
+    let mut child = std::process::Command::new(bin())
+        .args(args)
+        .spawn()
+        .unwrap();
     // Wait until some records are on disk, then SIGKILL.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
@@ -113,7 +201,8 @@ fn sigkill_mid_run_then_resume_gives_every_item_exactly_once() {
     child.wait().unwrap();
     let before = records(&out).len() + rejects(&out).len();
     assert!(before < 60, "killed before the end");
-    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["status"], "running");
 
     let o = run(&args);
@@ -125,8 +214,12 @@ fn sigkill_mid_run_then_resume_gives_every_item_exactly_once() {
         from_parquet.extend(read_parquet(&f.with_extension("parquet")).unwrap());
     }
     assert_eq!(from_parquet, records(&out));
-    let stats: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("stats.json")).unwrap()).unwrap();
-    assert_eq!(stats["accepted"].as_u64().unwrap() + stats["rejected"].as_u64().unwrap(), 60);
+    let stats: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("stats.json")).unwrap()).unwrap();
+    assert_eq!(
+        stats["accepted"].as_u64().unwrap() + stats["rejected"].as_u64().unwrap(),
+        60
+    );
 }
 
 #[test]
@@ -136,14 +229,43 @@ fn resume_refuses_a_different_config_and_limit_extends_a_run() {
     let cfg = config(tmp.path(), &m.url, 12, "");
     let out = tmp.path().join("out");
     let c = cfg.to_str().unwrap();
-    let o = run(&["run", "--config", c, "--out", out.to_str().unwrap(), "--quiet", "--limit", "5"]);
+    let o = run(&[
+        "run",
+        "--config",
+        c,
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+        "--limit",
+        "5",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_exactly_once(&out, &planned_ids(&cfg, Some(5)));
-    let o = run(&["run", "--config", c, "--out", out.to_str().unwrap(), "--quiet"]);
+    let o = run(&[
+        "run",
+        "--config",
+        c,
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_exactly_once(&out, &planned_ids(&cfg, None));
 
-    let o = run(&["run", "--config", c, "--out", out.to_str().unwrap(), "--quiet", "--seed", "8"]);
+    let o = run(&[
+        "run",
+        "--config",
+        c,
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+        "--seed",
+        "8",
+    ]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
-    assert!(stderr(&o).contains("generation.seed: was 7, now 8"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("generation.seed: was 7, now 8"),
+        "{}",
+        stderr(&o)
+    );
 }

@@ -14,7 +14,12 @@ fn plan_json(cfg: &std::path::Path, extra: &[&str]) -> serde_json::Value {
 
 #[test]
 fn taxonomy_command_reports_exact_counts() {
-    let o = run(&["taxonomy", "--dir", repo().join("taxonomy").to_str().unwrap(), "--json"]);
+    let o = run(&[
+        "taxonomy",
+        "--dir",
+        repo().join("taxonomy").to_str().unwrap(),
+        "--json",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["tasks"], 14);
@@ -22,8 +27,16 @@ fn taxonomy_command_reports_exact_counts() {
     assert_eq!(v["difficulties"], 6);
     assert_eq!(v["formats"], 2);
     assert!(v["icd10cm_billable"].as_u64().unwrap() > 70_000);
-    let o = run(&["taxonomy", "--dir", repo().join("taxonomy").to_str().unwrap()]);
-    assert!(stdout(&o).contains("14 task types x 98 document types"), "{}", stdout(&o));
+    let o = run(&[
+        "taxonomy",
+        "--dir",
+        repo().join("taxonomy").to_str().unwrap(),
+    ]);
+    assert!(
+        stdout(&o).contains("14 task types x 98 document types"),
+        "{}",
+        stdout(&o)
+    );
 }
 
 #[test]
@@ -35,7 +48,12 @@ fn plan_is_deterministic_stratified_and_prefix_stable() {
     assert_eq!(a, b, "same config, same plan");
     let items = a["items"].as_array().unwrap();
     assert_eq!(items.len(), 500);
-    let quota_sum: u64 = a["cells"].as_array().unwrap().iter().map(|c| c["quota"].as_u64().unwrap()).sum();
+    let quota_sum: u64 = a["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["quota"].as_u64().unwrap())
+        .sum();
     assert_eq!(quota_sum, 500);
     // Every task gets items, roughly in proportion to its weight; every family appears.
     assert_eq!(a["summary"]["by_task"].as_object().unwrap().len(), 14);
@@ -47,7 +65,8 @@ fn plan_is_deterministic_stratified_and_prefix_stable() {
     let d = &a["summary"]["by_difficulty"];
     assert!(d["5"].as_u64() > d["1"].as_u64());
     // Ids are unique and stable; the first N of a plan are the --limit N plan.
-    let ids: std::collections::HashSet<&str> = items.iter().map(|i| i["id"].as_str().unwrap()).collect();
+    let ids: std::collections::HashSet<&str> =
+        items.iter().map(|i| i["id"].as_str().unwrap()).collect();
     assert_eq!(ids.len(), 500);
     let limited = plan_json(&cfg, &["--limit", "20"]);
     assert_eq!(limited["items"].as_array().unwrap()[..], items[..20]);
@@ -63,7 +82,11 @@ fn small_plan_still_spreads_over_tasks_and_formats() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = config(tmp.path(), "http://127.0.0.1:9/v1", 24, "");
     let a = plan_json(&cfg, &[]);
-    assert!(a["summary"]["by_task"].as_object().unwrap().len() >= 12, "{}", a["summary"]);
+    assert!(
+        a["summary"]["by_task"].as_object().unwrap().len() >= 12,
+        "{}",
+        a["summary"]
+    );
     assert_eq!(a["summary"]["by_format"].as_object().unwrap().len(), 2);
     assert!(a["summary"]["document_types"].as_u64().unwrap() >= 15);
 }

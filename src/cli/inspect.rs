@@ -29,8 +29,12 @@ fn clip(s: &str, n: usize) -> String {
 }
 
 pub fn exec(a: InspectArgs) -> Result<(), Error> {
-    let m = manifest::read(&a.dir)?
-        .ok_or_else(|| Error::Input(vec![crate::Problem::new(&a.dir, "not a mediflow run directory (no manifest.json)")]))?;
+    let m = manifest::read(&a.dir)?.ok_or_else(|| {
+        Error::Input(vec![crate::Problem::new(
+            &a.dir,
+            "not a mediflow run directory (no manifest.json)",
+        )])
+    })?;
     let mut records: Vec<Record> = Vec::new();
     for f in sink::shard_files(&a.dir)? {
         records.extend(sink::read_jsonl::<Record>(&f, false)?);
@@ -42,7 +46,9 @@ pub fn exec(a: InspectArgs) -> Result<(), Error> {
     }
     let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
     for j in &rejects {
-        *reasons.entry(format!("{}/{}", j.stage, j.reason)).or_default() += 1;
+        *reasons
+            .entry(format!("{}/{}", j.stage, j.reason))
+            .or_default() += 1;
     }
     if a.json {
         super::print_json(&serde_json::json!({
@@ -52,8 +58,17 @@ pub fn exec(a: InspectArgs) -> Result<(), Error> {
         }));
         return Ok(());
     }
-    println!("{}: status {}, {} records, {} rejects", a.dir.display(), m["status"], records.len(), rejects.len());
-    println!("teacher: {} / {}", m["teacher_backend"], m["config"]["teacher"]["model"]);
+    println!(
+        "{}: status {}, {} records, {} rejects",
+        a.dir.display(),
+        m["status"],
+        records.len(),
+        rejects.len()
+    );
+    println!(
+        "teacher: {} / {}",
+        m["teacher_backend"], m["config"]["teacher"]["model"]
+    );
     for (t, n) in &by_task {
         println!("  {t:<28} {n}");
     }
@@ -64,7 +79,10 @@ pub fn exec(a: InspectArgs) -> Result<(), Error> {
         }
     }
     for r in records.iter().take(a.samples) {
-        println!("\n--- {} | {} | {} | difficulty {} | {}", r.id, r.task_type, r.input_data, r.difficulty_level, r.output_format);
+        println!(
+            "\n--- {} | {} | {} | difficulty {} | {}",
+            r.id, r.task_type, r.input_data, r.difficulty_level, r.output_format
+        );
         println!("instruction: {}", clip(&r.instruction, 300));
         println!("input:       {}", clip(&r.input, 300));
         println!("output:      {}", clip(&r.output, 300));

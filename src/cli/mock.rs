@@ -64,7 +64,9 @@ pub async fn exec(a: MockArgs) -> Result<(), Error> {
         .map_err(|e| Error::io(format!("binding {}", a.addr), e))?;
     println!("mock teacher listening on {}", server.base_url());
     std::io::stdout().flush().ok();
-    tokio::signal::ctrl_c().await.map_err(|e| Error::io("waiting for ctrl-c", e))?;
+    tokio::signal::ctrl_c()
+        .await
+        .map_err(|e| Error::io("waiting for ctrl-c", e))?;
     eprintln!("mock teacher: served {} requests", server.served());
     Ok(())
 }

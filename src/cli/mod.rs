@@ -12,7 +12,11 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "mediflow", version, about = "Generate synthetic clinical instruction data with a teacher model")]
+#[command(
+    name = "mediflow",
+    version,
+    about = "Generate synthetic clinical instruction data with a teacher model"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -70,11 +74,15 @@ pub fn main() -> i32 {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("MEDIFLOW_LOG").unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("MEDIFLOW_LOG")
+                .unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     let result = rt.block_on(async {
         match cli.cmd {
             Cmd::Taxonomy(a) => taxonomy::exec(a),

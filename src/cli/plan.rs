@@ -33,14 +33,20 @@ pub fn estimate(l: &Loaded, items: &[PlanItem]) -> serde_json::Value {
         let instr_tokens = 80.0;
         let answer_tokens = if it.format == "json" { 250.0 } else { 300.0 };
         let base = prompt::base_context(&l.tax, &l.schemas, it);
-        let ctx = prompt::with(base.clone(), &[("document", &fake_doc), ("instruction", "x")]);
+        let ctx = prompt::with(
+            base.clone(),
+            &[("document", &fake_doc), ("instruction", "x")],
+        );
         let chars = |stage: Stage, ctx: &serde_json::Value| -> f64 {
             l.prompts
                 .render(&l.prompts.template_for(stage, it), ctx)
                 .map(|m| m.iter().map(|x| x.content.len()).sum::<usize>() as f64)
                 .unwrap_or(0.0)
         };
-        prompt_tok += (chars(Stage::Document, &base) + chars(Stage::Instruction, &ctx) + chars(Stage::Answer, &ctx)) / 4.0
+        prompt_tok += (chars(Stage::Document, &base)
+            + chars(Stage::Instruction, &ctx)
+            + chars(Stage::Answer, &ctx))
+            / 4.0
             + instr_tokens;
         completion_tok += doc_tokens + instr_tokens + answer_tokens;
     }
@@ -56,7 +62,13 @@ pub fn estimate(l: &Loaded, items: &[PlanItem]) -> serde_json::Value {
 
 pub fn exec(a: PlanArgs) -> Result<(), Error> {
     let l = check::load(&a.config.config, &a.config.overrides())?;
-    let items: Vec<PlanItem> = l.plan.items.iter().take(a.limit.unwrap_or(usize::MAX)).cloned().collect();
+    let items: Vec<PlanItem> = l
+        .plan
+        .items
+        .iter()
+        .take(a.limit.unwrap_or(usize::MAX))
+        .cloned()
+        .collect();
     let est = estimate(&l, &items);
     let summary = l.plan.summary();
     if a.json {
@@ -66,7 +78,9 @@ pub fn exec(a: PlanArgs) -> Result<(), Error> {
             .iter()
             .map(|(c, q)| json!({"task": c.task, "document": c.document, "difficulty": c.difficulty, "format": c.format, "quota": q}))
             .collect();
-        super::print_json(&json!({"seed": l.plan.seed, "summary": summary, "estimate": est, "cells": cells, "items": items}));
+        super::print_json(
+            &json!({"seed": l.plan.seed, "summary": summary, "estimate": est, "cells": cells, "items": items}),
+        );
         return Ok(());
     }
     println!(
@@ -74,10 +88,23 @@ pub fn exec(a: PlanArgs) -> Result<(), Error> {
         l.cfg.name, summary["items"], summary["cells"], summary["document_types"], l.plan.seed
     );
     if let Some(n) = a.limit {
-        println!("(--limit {n}: showing the first {} planned items)", items.len());
+        println!(
+            "(--limit {n}: showing the first {} planned items)",
+            items.len()
+        );
     }
-    for (title, key) in [("task", "by_task"), ("family", "by_family"), ("difficulty", "by_difficulty"), ("format", "by_format")] {
-        let parts: Vec<String> = summary[key].as_object().unwrap().iter().map(|(k, v)| format!("{k}={v}")).collect();
+    for (title, key) in [
+        ("task", "by_task"),
+        ("family", "by_family"),
+        ("difficulty", "by_difficulty"),
+        ("format", "by_format"),
+    ] {
+        let parts: Vec<String> = summary[key]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
         println!("  by {title}: {}", parts.join("  "));
     }
     println!(

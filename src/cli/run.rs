@@ -49,8 +49,13 @@ fn build_teacher(l: &Loaded) -> Result<Arc<dyn Teacher>, Error> {
     let t = &l.cfg.teacher;
     match t.kind {
         TeacherKind::Openai => Ok(Arc::new(
-            HttpTeacher::new(&t.base_urls, &t.model, t.api_key_env.as_deref(), Duration::from_secs_f64(t.timeout_secs))
-                .map_err(Error::Other)?,
+            HttpTeacher::new(
+                &t.base_urls,
+                &t.model,
+                t.api_key_env.as_deref(),
+                Duration::from_secs_f64(t.timeout_secs),
+            )
+            .map_err(Error::Other)?,
         )),
     }
 }
@@ -61,7 +66,11 @@ async fn probe(teacher: &dyn Teacher) -> Result<String, Error> {
 
 pub async fn check(a: CheckArgs) -> Result<(), Error> {
     let l = check::load(&a.config.config, &a.config.overrides())?;
-    let teacher_status = if a.no_probe { "not probed".to_string() } else { probe(&*build_teacher(&l)?).await? };
+    let teacher_status = if a.no_probe {
+        "not probed".to_string()
+    } else {
+        probe(&*build_teacher(&l)?).await?
+    };
     let report = serde_json::json!({
         "config": a.config.config,
         "taxonomy": { "tasks": l.tax.tasks.len(), "documents": l.tax.documents.len(), "cells": l.tax.cell_count() },
@@ -99,10 +108,22 @@ pub async fn exec(a: RunArgs) -> Result<(), Error> {
     let l = check::load(&a.config.config, &ov)?;
     let teacher = build_teacher(&l)?;
     probe(&*teacher).await?;
-    let out = a.out.clone().unwrap_or_else(|| l.cfg.out_root.join(&l.cfg.name));
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| l.cfg.out_root.join(&l.cfg.name));
     let plan = l.plan;
     let sh = Arc::new(Shared::new(l.cfg, l.tax, l.schemas, l.prompts, teacher));
-    let summary = engine::run(sh, &plan, RunOptions { out_dir: out, limit: a.limit, mode: Mode::detect(a.quiet) }).await?;
+    let summary = engine::run(
+        sh,
+        &plan,
+        RunOptions {
+            out_dir: out,
+            limit: a.limit,
+            mode: Mode::detect(a.quiet),
+        },
+    )
+    .await?;
     if a.json {
         super::print_json(&summary);
     } else if !a.quiet {
@@ -119,7 +140,11 @@ fn print_summary(s: &Summary) {
         s.rejected,
         s.planned,
         100.0 * s.accepted as f64 / done.max(1) as f64,
-        if s.resumed_from > 0 { format!(", {} resumed from an earlier attempt", s.resumed_from) } else { String::new() }
+        if s.resumed_from > 0 {
+            format!(", {} resumed from an earlier attempt", s.resumed_from)
+        } else {
+            String::new()
+        }
     );
     println!(
         "time: {:.1}s, {:.2} items/s, {:.0} completion tokens/s; teacher calls {} ({} repairs), tokens {} prompt + {} completion",
@@ -134,7 +159,11 @@ fn print_summary(s: &Summary) {
     let mut reasons: Vec<(&String, &u64)> = s.stats.rejected_by_reason.iter().collect();
     reasons.sort_by(|a, b| b.1.cmp(a.1));
     if !reasons.is_empty() {
-        let top: Vec<String> = reasons.iter().take(5).map(|(r, n)| format!("{r} {n}")).collect();
+        let top: Vec<String> = reasons
+            .iter()
+            .take(5)
+            .map(|(r, n)| format!("{r} {n}"))
+            .collect();
         println!("top rejection reasons: {}", top.join(", "));
     }
     println!("output: {}", s.out_dir.display());

@@ -29,8 +29,15 @@ pub fn exec(a: TaxonomyArgs) -> Result<(), Error> {
         tax.difficulties.len(),
         tax.formats.len()
     );
-    println!("compatible cells (task x document x difficulty x format): {}", tax.cell_count());
-    println!("ICD-10-CM codes: {} ({} billable)\n", tax.icd.len(), tax.icd.billable_count());
+    println!(
+        "compatible cells (task x document x difficulty x format): {}",
+        tax.cell_count()
+    );
+    println!(
+        "ICD-10-CM codes: {} ({} billable)\n",
+        tax.icd.len(),
+        tax.icd.billable_count()
+    );
     println!("{:<22} {:>5}  name", "family", "docs");
     for f in &tax.families {
         let n = tax.documents.iter().filter(|d| d.family == f.id).count();
@@ -39,9 +46,18 @@ pub fn exec(a: TaxonomyArgs) -> Result<(), Error> {
     println!("\n{:<28} {:>6} {:>6}  formats", "task", "docs", "weight");
     for (ti, t) in tax.tasks.iter().enumerate() {
         let n = tax.compat[ti].iter().filter(|w| **w > 0.0).count();
-        println!("{:<28} {:>6} {:>6.2}  {}", t.id, n, t.weight, t.formats.join(", "));
+        println!(
+            "{:<28} {:>6} {:>6.2}  {}",
+            t.id,
+            n,
+            t.weight,
+            t.formats.join(", ")
+        );
     }
     let tp = &s["tasks_per_document"];
-    println!("\ntasks per document: min {} / mean {} / max {}", tp["min"], tp["mean"], tp["max"]);
+    println!(
+        "\ntasks per document: min {} / mean {} / max {}",
+        tp["min"], tp["mean"], tp["max"]
+    );
     Ok(())
 }

@@ -26,8 +26,17 @@ fn differences(prefix: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
         (Value::Object(x), Value::Object(y)) => {
             let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
             for k in keys {
-                let p = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
-                differences(&p, x.get(k).unwrap_or(&Value::Null), y.get(k).unwrap_or(&Value::Null), out);
+                let p = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                differences(
+                    &p,
+                    x.get(k).unwrap_or(&Value::Null),
+                    y.get(k).unwrap_or(&Value::Null),
+                    out,
+                );
             }
         }
         _ if a != b => out.push(format!("{prefix}: was {a}, now {b}")),
@@ -37,7 +46,8 @@ fn differences(prefix: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
 
 fn write_json(path: &Path, v: &Value) -> anyhow::Result<()> {
     let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(v)?).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::write(&tmp, serde_json::to_vec_pretty(v)?)
+        .with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
     Ok(())
 }
@@ -45,7 +55,9 @@ fn write_json(path: &Path, v: &Value) -> anyhow::Result<()> {
 pub fn read(dir: &Path) -> anyhow::Result<Option<Value>> {
     let p = dir.join(MANIFEST);
     match std::fs::read(&p) {
-        Ok(b) => Ok(Some(serde_json::from_slice(&b).with_context(|| format!("parsing {}", p.display()))?)),
+        Ok(b) => Ok(Some(
+            serde_json::from_slice(&b).with_context(|| format!("parsing {}", p.display()))?,
+        )),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e).with_context(|| format!("reading {}", p.display())),
     }
@@ -53,7 +65,8 @@ pub fn read(dir: &Path) -> anyhow::Result<Option<Value>> {
 
 /// Check an existing manifest against this run (refusing to mix runs), or write a new one.
 pub fn begin(dir: &Path, sh: &Shared, plan: &Plan) -> Result<(), Error> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
     let fp = fingerprint(sh);
     let mut manifest = match read(dir)? {
         Some(old) => {
@@ -86,10 +99,18 @@ pub fn begin(dir: &Path, sh: &Shared, plan: &Plan) -> Result<(), Error> {
 
 pub fn finish(dir: &Path, s: &Summary) -> Result<(), Error> {
     let mut manifest = read(dir)?.unwrap_or_else(|| json!({}));
-    manifest["status"] = json!(if s.stats.done() == s.planned { "complete" } else { "partial" });
+    manifest["status"] = json!(if s.stats.done() == s.planned {
+        "complete"
+    } else {
+        "partial"
+    });
     manifest["updated_at"] = json!(chrono::Utc::now().to_rfc3339());
-    manifest["counts"] = json!({ "planned": s.planned, "accepted": s.accepted, "rejected": s.rejected });
+    manifest["counts"] =
+        json!({ "planned": s.planned, "accepted": s.accepted, "rejected": s.rejected });
     write_json(&dir.join(MANIFEST), &manifest)?;
-    write_json(&dir.join(STATS), &serde_json::to_value(&s.stats).context("serializing stats")?)?;
+    write_json(
+        &dir.join(STATS),
+        &serde_json::to_value(&s.stats).context("serializing stats")?,
+    )?;
     Ok(())
 }

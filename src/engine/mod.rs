@@ -41,7 +41,13 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(cfg: RunConfig, tax: Taxonomy, schemas: Schemas, prompts: Prompts, teacher: Arc<dyn Teacher>) -> Self {
+    pub fn new(
+        cfg: RunConfig,
+        tax: Taxonomy,
+        schemas: Schemas,
+        prompts: Prompts,
+        teacher: Arc<dyn Teacher>,
+    ) -> Self {
         let e = &cfg.engine;
         Shared {
             requests: Semaphore::new(e.concurrency),
@@ -93,9 +99,14 @@ pub async fn run(sh: Arc<Shared>, plan: &Plan, opts: RunOptions) -> Result<Summa
     let out = &opts.out_dir;
     manifest::begin(out, &sh, plan)?;
 
-    let (mut sinks, existing) = Sinks::open(out, sh.cfg.engine.shard_size).context("opening the output sinks")?;
-    let mut stats = Stats { planned: items.len() as u64, ..Default::default() };
-    let mut done: HashSet<String> = HashSet::with_capacity(existing.records.len() + existing.rejects.len());
+    let (mut sinks, existing) =
+        Sinks::open(out, sh.cfg.engine.shard_size).context("opening the output sinks")?;
+    let mut stats = Stats {
+        planned: items.len() as u64,
+        ..Default::default()
+    };
+    let mut done: HashSet<String> =
+        HashSet::with_capacity(existing.records.len() + existing.rejects.len());
     let planned_ids: HashSet<&str> = items.iter().map(|i| i.id.as_str()).collect();
     for r in &existing.records {
         if planned_ids.contains(r.id.as_str()) {
@@ -110,10 +121,16 @@ pub async fn run(sh: Arc<Shared>, plan: &Plan, opts: RunOptions) -> Result<Summa
         done.insert(j.id.clone());
     }
     drop(existing);
-    let todo: Vec<PlanItem> = items.into_iter().filter(|i| !done.contains(&i.id)).collect();
+    let todo: Vec<PlanItem> = items
+        .into_iter()
+        .filter(|i| !done.contains(&i.id))
+        .collect();
     let resumed_from = stats.done();
     if resumed_from > 0 && opts.mode != Mode::Quiet {
-        eprintln!("resuming: {resumed_from} item(s) already done, {} to go", todo.len());
+        eprintln!(
+            "resuming: {resumed_from} item(s) already done, {} to go",
+            todo.len()
+        );
     }
 
     let started = Instant::now();
@@ -147,7 +164,11 @@ pub async fn run(sh: Arc<Shared>, plan: &Plan, opts: RunOptions) -> Result<Summa
     let admission = Arc::new(Semaphore::new(cap * 2));
     let mut tasks = tokio::task::JoinSet::new();
     for item in todo {
-        let permit = admission.clone().acquire_owned().await.expect("semaphore open");
+        let permit = admission
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore open");
         let (sh, tx) = (sh.clone(), tx.clone());
         tasks.spawn(async move {
             let outcome = match worker::process(&sh, &item).await {
@@ -177,7 +198,8 @@ pub async fn run(sh: Arc<Shared>, plan: &Plan, opts: RunOptions) -> Result<Summa
         rejected: stats.rejected,
         elapsed_secs: elapsed,
         items_per_sec: new_done as f64 / elapsed.max(1e-9),
-        completion_tokens_per_sec: sh.progress.tokens.load(Ordering::Relaxed) as f64 / elapsed.max(1e-9),
+        completion_tokens_per_sec: sh.progress.tokens.load(Ordering::Relaxed) as f64
+            / elapsed.max(1e-9),
         stats,
     };
     manifest::finish(out, &summary)?;

@@ -63,7 +63,11 @@ impl Reporter {
                 b.reset_eta();
                 b
             });
-            let tick = if bar.is_some() { Duration::from_millis(200) } else { Duration::from_secs(5) };
+            let tick = if bar.is_some() {
+                Duration::from_millis(200)
+            } else {
+                Duration::from_secs(5)
+            };
             loop {
                 let secs = started.elapsed().as_secs_f64().max(1e-3);
                 let done = c.done.load(Ordering::Relaxed);
@@ -84,8 +88,17 @@ impl Reporter {
                     None => {
                         let rate = done as f64 / secs;
                         let left = total.saturating_sub(already + done) as f64;
-                        let eta = if rate > 0.0 { format!("{:.0}s", left / rate) } else { "?".into() };
-                        eprintln!("[{:>6.0}s] {}/{} items  {msg}  ETA {eta}", secs, already + done, total);
+                        let eta = if rate > 0.0 {
+                            format!("{:.0}s", left / rate)
+                        } else {
+                            "?".into()
+                        };
+                        eprintln!(
+                            "[{:>6.0}s] {}/{} items  {msg}  ETA {eta}",
+                            secs,
+                            already + done,
+                            total
+                        );
                     }
                 }
                 tokio::select! {

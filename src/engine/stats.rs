@@ -54,9 +54,18 @@ impl Stats {
             st.total += 1;
             st.kept += 1;
         }
-        *self.accepted_by_task.entry(r.task_type.clone()).or_default() += 1;
-        *self.accepted_by_format.entry(r.output_format.clone()).or_default() += 1;
-        *self.accepted_by_difficulty.entry(r.difficulty_level).or_default() += 1;
+        *self
+            .accepted_by_task
+            .entry(r.task_type.clone())
+            .or_default() += 1;
+        *self
+            .accepted_by_format
+            .entry(r.output_format.clone())
+            .or_default() += 1;
+        *self
+            .accepted_by_difficulty
+            .entry(r.difficulty_level)
+            .or_default() += 1;
         self.usage(r);
     }
 
@@ -66,7 +75,9 @@ impl Stats {
             let st = self.stages.entry(s.to_string()).or_default();
             st.total += 1;
             if s == j.stage {
-                *st.dropped.entry(format!("dropped_{}", j.reason)).or_default() += 1;
+                *st.dropped
+                    .entry(format!("dropped_{}", j.reason))
+                    .or_default() += 1;
                 break;
             }
             st.kept += 1;

@@ -16,7 +16,13 @@ use std::sync::atomic::Ordering;
 type Outcome = Result<Record, Rejection>;
 
 fn reject(rec: Record, stage: &str, reason: &str, detail: impl Into<String>) -> Rejection {
-    Rejection { id: rec.id.clone(), stage: stage.into(), reason: reason.into(), detail: detail.into(), record: rec }
+    Rejection {
+        id: rec.id.clone(),
+        stage: stage.into(),
+        reason: reason.into(),
+        detail: detail.into(),
+        record: rec,
+    }
 }
 
 /// A fresh record carrying the item's cell, seed attributes and the run's provenance.
@@ -44,9 +50,15 @@ pub fn new_record(sh: &Shared, item: &PlanItem) -> Record {
         temperature: t.temperature as f64,
         top_p: t.top_p as f64,
         request_seed: t.send_seed.then(|| seed_from(&item.id) & 0x7fff_ffff),
-        template_document: sh.prompts.tag(&sh.prompts.template_for(Stage::Document, item)),
-        template_instruction: sh.prompts.tag(&sh.prompts.template_for(Stage::Instruction, item)),
-        template_answer: sh.prompts.tag(&sh.prompts.template_for(Stage::Answer, item)),
+        template_document: sh
+            .prompts
+            .tag(&sh.prompts.template_for(Stage::Document, item)),
+        template_instruction: sh
+            .prompts
+            .tag(&sh.prompts.template_for(Stage::Instruction, item)),
+        template_answer: sh
+            .prompts
+            .tag(&sh.prompts.template_for(Stage::Answer, item)),
         ..Default::default()
     }
 }
@@ -60,7 +72,10 @@ async fn call(
     ctx: &serde_json::Value,
     round: u32,
 ) -> Result<String, (String, String)> {
-    let messages = sh.prompts.render(template, ctx).map_err(|p| ("template_error".to_string(), p.to_string()))?;
+    let messages = sh
+        .prompts
+        .render(template, ctx)
+        .map_err(|p| ("template_error".to_string(), p.to_string()))?;
     let t = &sh.cfg.teacher;
     let json_item = rec.output_format == "json" && matches!(stage, Stage::Answer | Stage::Repair);
     let req = ChatRequest {
@@ -72,7 +87,9 @@ async fn call(
         },
         temperature: t.temperature,
         top_p: t.top_p,
-        seed: rec.request_seed.map(|s| (s + 1000 * stage as u64 + round as u64) & 0x7fff_ffff),
+        seed: rec
+            .request_seed
+            .map(|s| (s + 1000 * stage as u64 + round as u64) & 0x7fff_ffff),
         json_schema: (json_item && t.response_format == ResponseFormatMode::Server)
             .then(|| sh.schemas.get(&rec.task_type).map(|s| s.value.clone()))
             .flatten(),
@@ -94,13 +111,18 @@ async fn call(
                 rec.latency_ms += resp.latency.as_millis() as u64;
                 rec.prompt_tokens += resp.usage.prompt_tokens;
                 rec.completion_tokens += resp.usage.completion_tokens;
-                sh.progress.tokens.fetch_add(resp.usage.completion_tokens, Ordering::Relaxed);
+                sh.progress
+                    .tokens
+                    .fetch_add(resp.usage.completion_tokens, Ordering::Relaxed);
                 return Ok(resp.content.trim().to_string());
             }
             Err(e) => {
                 sh.progress.retries.fetch_add(1, Ordering::Relaxed);
                 if classify(&e) == Decision::DontRetry || attempt >= sh.cfg.engine.max_attempts {
-                    return Err((e.reason().to_string(), format!("after {attempt} attempt(s): {e}")));
+                    return Err((
+                        e.reason().to_string(),
+                        format!("after {attempt} attempt(s): {e}"),
+                    ));
                 }
                 tokio::time::sleep(sh.backoff.delay(attempt, &e)).await;
             }
@@ -139,7 +161,10 @@ pub async fn process(sh: &Shared, item: &PlanItem) -> Outcome {
     if item.format != "json" {
         return Ok(rec);
     }
-    let schema = sh.schemas.get(&item.task).expect("json tasks have schemas (checked)");
+    let schema = sh
+        .schemas
+        .get(&item.task)
+        .expect("json tasks have schemas (checked)");
     let check = |text: &str| -> Result<serde_json::Value, (&'static str, String)> {
         let v = schemas::extract_json(text).map_err(|e| ("invalid_json", e))?;
         schemas::validate(schema, &v).map_err(|e| ("schema_invalid", e))?;
@@ -153,13 +178,26 @@ pub async fn process(sh: &Shared, item: &PlanItem) -> Outcome {
         }
         round += 1;
         rec.repairs += 1;
-        let rctx = prompt::with(ctx.clone(), &[("previous_output", &rec.output), ("validation_error", error)]);
+        let rctx = prompt::with(
+            ctx.clone(),
+            &[
+                ("previous_output", &rec.output),
+                ("validation_error", error),
+            ],
+        );
         match call(sh, &mut rec, Stage::Repair, "repair.j2", &rctx, round).await {
             Ok(fixed) => {
                 rec.output = fixed;
                 verdict = check(&rec.output);
             }
-            Err((reason, detail)) => return Err(reject(rec, "validate", &reason, format!("during repair: {detail}"))),
+            Err((reason, detail)) => {
+                return Err(reject(
+                    rec,
+                    "validate",
+                    &reason,
+                    format!("during repair: {detail}"),
+                ))
+            }
         }
     }
     match verdict {

@@ -19,7 +19,10 @@ impl JsonlAppender {
             .append(true)
             .open(path)
             .with_context(|| format!("opening {}", path.display()))?;
-        Ok(JsonlAppender { path: path.to_path_buf(), file })
+        Ok(JsonlAppender {
+            path: path.to_path_buf(),
+            file,
+        })
     }
 
     /// Append one record as a single write of `json + "\n"` (it reaches the OS at once,
@@ -27,11 +30,15 @@ impl JsonlAppender {
     pub fn append<T: Serialize>(&mut self, v: &T) -> anyhow::Result<()> {
         let mut line = serde_json::to_vec(v)?;
         line.push(b'\n');
-        self.file.write_all(&line).with_context(|| format!("writing {}", self.path.display()))
+        self.file
+            .write_all(&line)
+            .with_context(|| format!("writing {}", self.path.display()))
     }
 
     pub fn sync(&mut self) -> anyhow::Result<()> {
-        self.file.sync_data().with_context(|| format!("syncing {}", self.path.display()))
+        self.file
+            .sync_data()
+            .with_context(|| format!("syncing {}", self.path.display()))
     }
 }
 
@@ -62,7 +69,10 @@ pub fn read_jsonl<T: DeserializeOwned>(path: &Path, repair: bool) -> anyhow::Res
                 good_len += n as u64;
             }
             _ if !complete && repair => {
-                tracing::warn!("{}: cutting a torn last line ({n} bytes) left by an interrupted run", path.display());
+                tracing::warn!(
+                    "{}: cutting a torn last line ({n} bytes) left by an interrupted run",
+                    path.display()
+                );
                 let f = OpenOptions::new().write(true).open(path)?;
                 f.set_len(good_len)?;
                 f.sync_all()?;

@@ -54,7 +54,8 @@ pub struct Existing {
 impl Sinks {
     /// Open (or create) the sinks in `dir`, recovering from an interrupted attempt.
     pub fn open(dir: &Path, shard_size: usize) -> anyhow::Result<(Sinks, Existing)> {
-        std::fs::create_dir_all(dir.join(DATA_DIR)).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::create_dir_all(dir.join(DATA_DIR))
+            .with_context(|| format!("creating {}", dir.display()))?;
         let files = shard_files(dir)?;
         let mut records = Vec::new();
         let mut last: Option<Vec<Record>> = None;
@@ -79,7 +80,14 @@ impl Sinks {
         };
         let jsonl = JsonlAppender::open(&shard_path(dir, shard, "jsonl"))?;
         let rejects_w = JsonlAppender::open(&dir.join(REJECTS))?;
-        let sinks = Sinks { dir: dir.to_path_buf(), shard_size, shard, buffer, jsonl, rejects: rejects_w };
+        let sinks = Sinks {
+            dir: dir.to_path_buf(),
+            shard_size,
+            shard,
+            buffer,
+            jsonl,
+            rejects: rejects_w,
+        };
         Ok((sinks, Existing { records, rejects }))
     }
 

@@ -11,8 +11,11 @@ use std::path::Path;
 
 pub fn write_parquet(path: &Path, rows: &[Record]) -> anyhow::Result<()> {
     let tmp = path.with_extension("parquet.tmp");
-    let file = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
+    let file =
+        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .build();
     let mut w = ArrowWriter::try_new(file, record::arrow_schema(), Some(props))?;
     for chunk in rows.chunks(4096) {
         w.write(&record::to_batch(chunk)?)?;
@@ -41,7 +44,8 @@ pub fn read_parquet(path: &Path) -> anyhow::Result<Vec<Record>> {
             // arrow-json omits null columns; put them back so Record deserializes.
             if let Some(obj) = v.as_object_mut() {
                 for f in record::arrow_schema().fields() {
-                    obj.entry(f.name().clone()).or_insert(serde_json::Value::Null);
+                    obj.entry(f.name().clone())
+                        .or_insert(serde_json::Value::Null);
                 }
             }
             out.push(serde_json::from_value(v)?);

@@ -53,14 +53,32 @@ impl IcdTable {
                 for (i, line) in text.lines().enumerate().skip(1) {
                     let f: Vec<&str> = line.split('\t').collect();
                     if f.len() != 5 {
-                        problems.push(Problem::at(&blocks_path, Some(i + 1), "expected 5 tab-separated fields"));
+                        problems.push(Problem::at(
+                            &blocks_path,
+                            Some(i + 1),
+                            "expected 5 tab-separated fields",
+                        ));
                         continue;
                     }
-                    let r = Range { first: f[1].into(), last: f[2].into(), label: String::new() };
+                    let r = Range {
+                        first: f[1].into(),
+                        last: f[2].into(),
+                        label: String::new(),
+                    };
                     match f[0] {
-                        "chapter" => chapters.push(Range { label: f[4].to_string(), ..r }),
-                        "block" => blocks.push(Range { label: format!("{} ({}-{})", f[4], f[1], f[2]), ..r }),
-                        k => problems.push(Problem::at(&blocks_path, Some(i + 1), format!("unknown kind {k:?}"))),
+                        "chapter" => chapters.push(Range {
+                            label: f[4].to_string(),
+                            ..r
+                        }),
+                        "block" => blocks.push(Range {
+                            label: format!("{} ({}-{})", f[4], f[1], f[2]),
+                            ..r
+                        }),
+                        k => problems.push(Problem::at(
+                            &blocks_path,
+                            Some(i + 1),
+                            format!("unknown kind {k:?}"),
+                        )),
                     }
                 }
             }
@@ -75,7 +93,10 @@ impl IcdTable {
                 })
                 .collect(),
             Err(e) => {
-                problems.push(Problem::new(dir, format!("cannot read ICD-10-CM folder: {e}")));
+                problems.push(Problem::new(
+                    dir,
+                    format!("cannot read ICD-10-CM folder: {e}"),
+                ));
                 return Err(problems);
             }
         };
@@ -95,7 +116,11 @@ impl IcdTable {
             for (i, line) in text.lines().enumerate().skip(1) {
                 let f: Vec<&str> = line.split('\t').collect();
                 if f.len() != 3 || f[0].is_empty() {
-                    problems.push(Problem::at(&path, Some(i + 1), "expected `code<TAB>description<TAB>billable`"));
+                    problems.push(Problem::at(
+                        &path,
+                        Some(i + 1),
+                        "expected `code<TAB>description<TAB>billable`",
+                    ));
                     continue;
                 }
                 let key = f[0].replace('.', "");

@@ -111,7 +111,11 @@ impl Taxonomy {
         let mut n = 0;
         for (ti, t) in self.tasks.iter().enumerate() {
             let docs = self.compat[ti].iter().filter(|w| **w > 0.0).count();
-            let fmts = self.formats.iter().filter(|f| t.formats.contains(&f.id)).count();
+            let fmts = self
+                .formats
+                .iter()
+                .filter(|f| t.formats.contains(&f.id))
+                .count();
             n += docs * fmts * self.difficulties.len();
         }
         n
@@ -127,12 +131,18 @@ impl Taxonomy {
             .tasks
             .iter()
             .enumerate()
-            .map(|(ti, t)| (t.id.as_str(), self.compat[ti].iter().filter(|w| **w > 0.0).count()))
+            .map(|(ti, t)| {
+                (
+                    t.id.as_str(),
+                    self.compat[ti].iter().filter(|w| **w > 0.0).count(),
+                )
+            })
             .collect();
         let tasks_per_doc: Vec<usize> = (0..self.documents.len())
             .map(|di| self.compat.iter().filter(|row| row[di] > 0.0).count())
             .collect();
-        let mean_tasks_per_doc = tasks_per_doc.iter().sum::<usize>() as f64 / tasks_per_doc.len().max(1) as f64;
+        let mean_tasks_per_doc =
+            tasks_per_doc.iter().sum::<usize>() as f64 / tasks_per_doc.len().max(1) as f64;
         serde_json::json!({
             "tasks": self.tasks.len(),
             "families": self.families.len(),

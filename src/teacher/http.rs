@@ -23,8 +23,15 @@ pub struct HttpTeacher {
 }
 
 impl HttpTeacher {
-    pub fn new(base_urls: &[String], model: &str, api_key_env: Option<&str>, timeout: Duration) -> anyhow::Result<Self> {
-        let api_key = api_key_env.and_then(|v| std::env::var(v).ok()).filter(|k| !k.is_empty());
+    pub fn new(
+        base_urls: &[String],
+        model: &str,
+        api_key_env: Option<&str>,
+        timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        let api_key = api_key_env
+            .and_then(|v| std::env::var(v).ok())
+            .filter(|k| !k.is_empty());
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(Duration::from_secs(10).min(timeout))
@@ -34,7 +41,10 @@ impl HttpTeacher {
             client,
             endpoints: base_urls
                 .iter()
-                .map(|b| Endpoint { base: b.trim_end_matches('/').to_string(), in_flight: AtomicUsize::new(0) })
+                .map(|b| Endpoint {
+                    base: b.trim_end_matches('/').to_string(),
+                    in_flight: AtomicUsize::new(0),
+                })
                 .collect(),
             rotate: AtomicUsize::new(0),
             model: model.to_string(),
@@ -74,7 +84,11 @@ impl HttpTeacher {
         body
     }
 
-    async fn send(&self, req: &ChatRequest, with_schema: bool) -> Result<ChatResponse, TeacherError> {
+    async fn send(
+        &self,
+        req: &ChatRequest,
+        with_schema: bool,
+    ) -> Result<ChatResponse, TeacherError> {
         let ep = self.pick();
         ep.in_flight.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
@@ -86,7 +100,12 @@ impl HttpTeacher {
         })
     }
 
-    async fn send_to(&self, ep: &Endpoint, req: &ChatRequest, with_schema: bool) -> Result<ChatResponse, TeacherError> {
+    async fn send_to(
+        &self,
+        ep: &Endpoint,
+        req: &ChatRequest,
+        with_schema: bool,
+    ) -> Result<ChatResponse, TeacherError> {
         let mut rb = self
             .client
             .post(format!("{}/chat/completions", ep.base))
@@ -108,12 +127,29 @@ impl HttpTeacher {
         match status {
             200..=299 => {}
             429 => return Err(TeacherError::RateLimited { retry_after }),
-            500..=599 => return Err(TeacherError::Server { status, body: clip(&text), retry_after }),
-            _ => return Err(TeacherError::Client { status, body: clip(&text) }),
+            500..=599 => {
+                return Err(TeacherError::Server {
+                    status,
+                    body: clip(&text),
+                    retry_after,
+                })
+            }
+            _ => {
+                return Err(TeacherError::Client {
+                    status,
+                    body: clip(&text),
+                })
+            }
         }
-        let v: Value = serde_json::from_str(&text).map_err(|e| TeacherError::BadResponse(format!("not JSON: {e}")))?;
-        let choice = v["choices"].get(0).ok_or_else(|| TeacherError::BadResponse("no choices".into()))?;
-        let content = choice["message"]["content"].as_str().unwrap_or("").to_string();
+        let v: Value = serde_json::from_str(&text)
+            .map_err(|e| TeacherError::BadResponse(format!("not JSON: {e}")))?;
+        let choice = v["choices"]
+            .get(0)
+            .ok_or_else(|| TeacherError::BadResponse("no choices".into()))?;
+        let content = choice["message"]["content"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
         let finish_reason = choice["finish_reason"].as_str().unwrap_or("").to_string();
         let usage: Usage = serde_json::from_value(v["usage"].clone()).unwrap_or_default();
         if finish_reason == "length" {
@@ -122,7 +158,12 @@ impl HttpTeacher {
         if content.trim().is_empty() {
             return Err(TeacherError::Empty);
         }
-        Ok(ChatResponse { content, finish_reason, usage, latency: Duration::ZERO })
+        Ok(ChatResponse {
+            content,
+            finish_reason,
+            usage,
+            latency: Duration::ZERO,
+        })
     }
 }
 
@@ -151,7 +192,10 @@ impl Teacher for HttpTeacher {
         match self.send(req, with_schema).await {
             // A server that does not support `response_format` answers 400/422: fall back to
             // the prompt-only schema for the rest of the run.
-            Err(TeacherError::Client { status: 400 | 422, body }) if with_schema => {
+            Err(TeacherError::Client {
+                status: 400 | 422,
+                body,
+            }) if with_schema => {
                 if self.server_schema.swap(false, Ordering::Relaxed) {
                     tracing::warn!("teacher refused response_format ({body}); continuing with the schema in the prompt only");
                 }
@@ -164,7 +208,10 @@ impl Teacher for HttpTeacher {
     async fn probe(&self) -> Result<String, String> {
         let mut seen = Vec::new();
         for ep in &self.endpoints {
-            let mut rb = self.client.get(format!("{}/models", ep.base)).timeout(Duration::from_secs(10));
+            let mut rb = self
+                .client
+                .get(format!("{}/models", ep.base))
+                .timeout(Duration::from_secs(10));
             if let Some(k) = &self.api_key {
                 rb = rb.bearer_auth(k);
             }
@@ -173,7 +220,11 @@ impl Teacher for HttpTeacher {
                     let v: Value = r.json().await.unwrap_or(Value::Null);
                     let ids: Vec<String> = v["data"]
                         .as_array()
-                        .map(|a| a.iter().filter_map(|m| m["id"].as_str().map(String::from)).collect())
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|m| m["id"].as_str().map(String::from))
+                                .collect()
+                        })
                         .unwrap_or_default();
                     seen.push(format!("{} (models: {})", ep.base, ids.join(", ")));
                 }

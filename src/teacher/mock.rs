@@ -83,7 +83,11 @@ pub async fn start(addr: SocketAddr, opts: MockOptions) -> std::io::Result<MockS
     let handle = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
-    Ok(MockServer { addr, shared, handle })
+    Ok(MockServer {
+        addr,
+        shared,
+        handle,
+    })
 }
 
 async fn models() -> Json<Value> {
@@ -94,7 +98,11 @@ fn hash64(bytes: &[u8]) -> u64 {
     crate::util::seed_from(&String::from_utf8_lossy(bytes))
 }
 
-async fn chat(State(s): State<Arc<Shared>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+async fn chat(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     let _permit = match &s.gate {
         Some(g) => Some(g.acquire().await.expect("semaphore open")),
         None => None,
@@ -106,7 +114,8 @@ async fn chat(State(s): State<Arc<Shared>>, headers: HeaderMap, body: axum::body
         *n += 1;
         *n
     };
-    let mut rng = ChaCha8Rng::seed_from_u64(s.opts.seed ^ key ^ nth.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let mut rng =
+        ChaCha8Rng::seed_from_u64(s.opts.seed ^ key ^ nth.wrapping_mul(0x9E37_79B9_7F4A_7C15));
     if !s.opts.latency.is_zero() {
         tokio::time::sleep(s.opts.latency).await;
     }
@@ -114,7 +123,12 @@ async fn chat(State(s): State<Arc<Shared>>, headers: HeaderMap, body: axum::body
     let o = &s.opts;
     let mut roll = |rate: f64| rate > 0.0 && rng.random::<f64>() < rate;
     if roll(o.rate_429) {
-        return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "0.05")], "rate limited").into_response();
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [("retry-after", "0.05")],
+            "rate limited",
+        )
+            .into_response();
     }
     if roll(o.rate_500) {
         return (StatusCode::INTERNAL_SERVER_ERROR, "injected server error").into_response();
@@ -123,21 +137,44 @@ async fn chat(State(s): State<Arc<Shared>>, headers: HeaderMap, body: axum::body
         tokio::time::sleep(o.hang).await;
     }
     if roll(o.rate_invalid_json) {
-        return (StatusCode::OK, [("content-type", "application/json")], "{\"choices\": [ garbage").into_response();
+        return (
+            StatusCode::OK,
+            [("content-type", "application/json")],
+            "{\"choices\": [ garbage",
+        )
+            .into_response();
     }
     let bad_answer = roll(o.rate_bad_answer);
     let truncate = roll(o.rate_truncate);
     let req: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
-        Err(e) => return (StatusCode::BAD_REQUEST, format!("invalid request JSON: {e}")).into_response(),
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("invalid request JSON: {e}"),
+            )
+                .into_response()
+        }
     };
-    let stage = headers.get("x-mediflow-stage").and_then(|v| v.to_str().ok()).unwrap_or("answer");
+    let stage = headers
+        .get("x-mediflow-stage")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("answer");
     let prompt: String = req["messages"]
         .as_array()
-        .map(|m| m.iter().filter_map(|x| x["content"].as_str()).collect::<Vec<_>>().join("\n"))
+        .map(|m| {
+            m.iter()
+                .filter_map(|x| x["content"].as_str())
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
         .unwrap_or_default();
     let schema = req["response_format"]["json_schema"]["schema"].clone();
-    let schema = if schema.is_object() { Some(schema) } else { schema_in_prompt(&prompt) };
+    let schema = if schema.is_object() {
+        Some(schema)
+    } else {
+        schema_in_prompt(&prompt)
+    };
     let mut content = match (stage, schema) {
         ("answer" | "repair", Some(_)) if bad_answer => json!({"unexpected": true}).to_string(),
         ("answer" | "repair", Some(schema)) => instance(&schema, &mut rng).to_string(),
@@ -169,7 +206,9 @@ fn schema_in_prompt(prompt: &str) -> Option<Value> {
         let after = &rest[i + 7..];
         let end = after.find("```")?;
         if let Ok(v) = serde_json::from_str::<Value>(after[..end].trim()) {
-            if v.get("type").and_then(Value::as_str) == Some("object") && v.get("properties").is_some() {
+            if v.get("type").and_then(Value::as_str) == Some("object")
+                && v.get("properties").is_some()
+            {
                 return Some(v);
             }
         }
@@ -178,18 +217,39 @@ fn schema_in_prompt(prompt: &str) -> Option<Value> {
     None
 }
 
-const NAMES: &[&str] = &["Maria Lopez", "James Carter", "Aiko Tanaka", "Samuel Okafor", "Elena Petrova", "David Cohen"];
-const PROBLEMS: &[&str] = &[
-    "community-acquired pneumonia", "type 2 diabetes mellitus with hyperglycemia", "acute kidney injury",
-    "atrial fibrillation with rapid ventricular response", "COPD exacerbation", "cellulitis of the left leg",
+const NAMES: &[&str] = &[
+    "Maria Lopez",
+    "James Carter",
+    "Aiko Tanaka",
+    "Samuel Okafor",
+    "Elena Petrova",
+    "David Cohen",
 ];
-const MEDS: &[&str] = &["metformin 500 mg PO BID", "apixaban 5 mg PO BID", "ceftriaxone 1 g IV daily",
-    "furosemide 40 mg IV BID", "lisinopril 10 mg PO daily", "prednisone 40 mg PO daily"];
+const PROBLEMS: &[&str] = &[
+    "community-acquired pneumonia",
+    "type 2 diabetes mellitus with hyperglycemia",
+    "acute kidney injury",
+    "atrial fibrillation with rapid ventricular response",
+    "COPD exacerbation",
+    "cellulitis of the left leg",
+];
+const MEDS: &[&str] = &[
+    "metformin 500 mg PO BID",
+    "apixaban 5 mg PO BID",
+    "ceftriaxone 1 g IV daily",
+    "furosemide 40 mg IV BID",
+    "lisinopril 10 mg PO daily",
+    "prednisone 40 mg PO daily",
+];
 
 fn document(rng: &mut ChaCha8Rng) -> String {
     let mut pick = |v: &[&'static str]| v[rng.random_range(0..v.len())];
     let (name, problem, med, med2) = (pick(NAMES), pick(PROBLEMS), pick(MEDS), pick(MEDS));
-    let (day, mrn, age) = (rng.random_range(1..28), rng.random_range(100000..999999), rng.random_range(19..92));
+    let (day, mrn, age) = (
+        rng.random_range(1..28),
+        rng.random_range(100000..999999),
+        rng.random_range(19..92),
+    );
     format!(
         "Patient: {name}    MRN: {mrn}    Date: 2024-03-{day:02}\n\n\
          Chief complaint: shortness of breath and fatigue for 3 days.\n\n\
@@ -204,9 +264,10 @@ fn document(rng: &mut ChaCha8Rng) -> String {
 
 fn instruction(prompt: &str) -> String {
     let wants_json = prompt.contains("```json");
-    let mut s = "Read the clinical document below and complete the task described: identify the relevant \
+    let mut s =
+        "Read the clinical document below and complete the task described: identify the relevant \
                  findings, cite the supporting text, and be precise."
-        .to_string();
+            .to_string();
     if wants_json {
         s.push_str(" Answer with a single JSON object that conforms to this schema.");
     }
@@ -229,12 +290,21 @@ pub fn instance(schema: &Value, rng: &mut ChaCha8Rng) -> Value {
     if let Some(c) = schema.get("const") {
         return c.clone();
     }
-    if let Some(e) = schema.get("enum").and_then(Value::as_array).filter(|e| !e.is_empty()) {
+    if let Some(e) = schema
+        .get("enum")
+        .and_then(Value::as_array)
+        .filter(|e| !e.is_empty())
+    {
         return e[rng.random_range(0..e.len())].clone();
     }
     let ty = match &schema["type"] {
         Value::String(t) => t.clone(),
-        Value::Array(ts) => ts.iter().filter_map(Value::as_str).find(|t| *t != "null").unwrap_or("null").to_string(),
+        Value::Array(ts) => ts
+            .iter()
+            .filter_map(Value::as_str)
+            .find(|t| *t != "null")
+            .unwrap_or("null")
+            .to_string(),
         _ if schema.get("properties").is_some() => "object".into(),
         _ => "string".into(),
     };
@@ -269,12 +339,25 @@ pub fn instance(schema: &Value, rng: &mut ChaCha8Rng) -> Value {
         "boolean" => json!(rng.random::<bool>()),
         "null" => Value::Null,
         _ => {
-            if let Some(ex) = schema.get("examples").and_then(Value::as_array).and_then(|a| a.first()) {
+            if let Some(ex) = schema
+                .get("examples")
+                .and_then(Value::as_array)
+                .and_then(|a| a.first())
+            {
                 return ex.clone();
             }
             let min = num("minLength").unwrap_or(0.0) as usize;
             let max = num("maxLength").unwrap_or(60.0) as usize;
-            let words = ["fever", "cough", "metformin", "creatinine", "pneumonia", "follow-up", "stable", "chest"];
+            let words = [
+                "fever",
+                "cough",
+                "metformin",
+                "creatinine",
+                "pneumonia",
+                "follow-up",
+                "stable",
+                "chest",
+            ];
             let mut s = String::new();
             while s.len() < min.max(12) {
                 if !s.is_empty() {

@@ -17,10 +17,16 @@ pub struct Message {
 
 impl Message {
     pub fn system(c: impl Into<String>) -> Self {
-        Message { role: "system".into(), content: c.into() }
+        Message {
+            role: "system".into(),
+            content: c.into(),
+        }
     }
     pub fn user(c: impl Into<String>) -> Self {
-        Message { role: "user".into(), content: c.into() }
+        Message {
+            role: "user".into(),
+            content: c.into(),
+        }
     }
 }
 
@@ -58,7 +64,11 @@ pub enum TeacherError {
     #[error("rate limited (429)")]
     RateLimited { retry_after: Option<Duration> },
     #[error("server error {status}: {body}")]
-    Server { status: u16, body: String, retry_after: Option<Duration> },
+    Server {
+        status: u16,
+        body: String,
+        retry_after: Option<Duration>,
+    },
     #[error("client error {status}: {body}")]
     Client { status: u16, body: String },
     #[error("request timed out")]

@@ -57,15 +57,28 @@ mod tests {
     #[test]
     fn classification_and_backoff() {
         assert_eq!(classify(&TeacherError::Timeout), Decision::Retry);
-        assert_eq!(classify(&TeacherError::Client { status: 400, body: String::new() }), Decision::DontRetry);
-        let b = Backoff { initial: Duration::from_millis(100), max: Duration::from_secs(2) };
+        assert_eq!(
+            classify(&TeacherError::Client {
+                status: 400,
+                body: String::new()
+            }),
+            Decision::DontRetry
+        );
+        let b = Backoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(2),
+        };
         let d1 = b.delay(1, &TeacherError::Timeout);
         assert!(d1 >= Duration::from_millis(50) && d1 <= Duration::from_millis(100));
         let d10 = b.delay(10, &TeacherError::Timeout);
         assert!(d10 <= Duration::from_secs(2) && d10 >= Duration::from_secs(1));
-        let ra = TeacherError::RateLimited { retry_after: Some(Duration::from_millis(700)) };
+        let ra = TeacherError::RateLimited {
+            retry_after: Some(Duration::from_millis(700)),
+        };
         assert_eq!(b.delay(1, &ra), Duration::from_millis(700));
-        let big = TeacherError::RateLimited { retry_after: Some(Duration::from_secs(60)) };
+        let big = TeacherError::RateLimited {
+            retry_after: Some(Duration::from_secs(60)),
+        };
         assert_eq!(b.delay(1, &big), Duration::from_secs(2));
     }
 }

@@ -37,9 +37,14 @@ pub fn mock(args: &[&str]) -> Mock {
         .spawn()
         .expect("spawn mock");
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     let url = line.trim().rsplit(' ').next().unwrap().to_string();
-    assert!(url.starts_with("http://127.0.0.1:"), "unexpected mock banner {line:?}");
+    assert!(
+        url.starts_with("http://127.0.0.1:"),
+        "unexpected mock banner {line:?}"
+    );
     Mock { child, url }
 }
 
@@ -78,7 +83,11 @@ backoff_max_ms = 50
 }
 
 pub fn run(args: &[&str]) -> Output {
-    Command::new(bin()).args(args).env("NO_COLOR", "1").output().expect("run mediflow")
+    Command::new(bin())
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run mediflow")
 }
 
 pub fn stderr(o: &Output) -> String {
@@ -111,7 +120,12 @@ pub fn planned_ids(cfg: &Path, limit: Option<usize>) -> Vec<String> {
     let o = run(&args);
     assert!(o.status.success(), "plan failed: {}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    v["items"].as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap().to_string()).collect()
+    v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect()
 }
 
 /// Every planned id appears exactly once across records and rejects.
