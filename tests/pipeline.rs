@@ -39,6 +39,12 @@ fn full_small_run_writes_valid_records_parquet_manifest_and_stats() {
         formats.insert(r.output_format.clone());
     }
     assert_eq!(formats.len(), 2, "both output formats are planned");
+    // `response_format: json_schema` went with exactly the json answers (server mode).
+    let json_items = recs.iter().filter(|r| r.output_format == "json").count() as u64;
+    assert_eq!(
+        mock_stats(&m.url)["with_response_format"].as_u64().unwrap(),
+        json_items
+    );
 
     // Parquet holds the same rows as the JSONL shard.
     let pq = read_parquet(&out.join("data/part-00000.parquet")).unwrap();
@@ -268,4 +274,96 @@ fn resume_refuses_a_different_config_and_limit_extends_a_run() {
         "{}",
         stderr(&o)
     );
+}
+
+fn mock_stats(url: &str) -> serde_json::Value {
+    // A tiny blocking GET over loopback, so the test does not need an HTTP client of its own.
+    use std::io::{Read, Write};
+    let hostport = url.trim_start_matches("http://").trim_end_matches("/v1");
+    let mut s = std::net::TcpStream::connect(hostport).unwrap();
+    write!(
+        s,
+        "GET /stats HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).unwrap();
+    serde_json::from_str(buf.split("\r\n\r\n").nth(1).unwrap().trim()).unwrap()
+}
+
+#[test]
+fn two_endpoints_share_the_load_prompt_only_schemas_work_and_the_api_key_stays_secret() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (mock(&["--latency-ms", "20"]), mock(&["--latency-ms", "20"]));
+    let cfg = config(tmp.path(), &a.url, 20, "");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace(
+            &format!("base_urls = [\"{}\"]", a.url),
+            &format!("base_urls = [\"{}\", \"{}\"]", a.url, b.url),
+        )
+        .replace(
+            "timeout_secs = 5",
+            "timeout_secs = 5\napi_key_env = \"MEDIFLOW_TEST_KEY\"\nresponse_format = \"prompt\"",
+        );
+    std::fs::write(&cfg, text).unwrap();
+    let out = tmp.path().join("out");
+    let o = std::process::Command::new(bin())
+        .args([
+            "run",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--quiet",
+        ])
+        .env("MEDIFLOW_TEST_KEY", "sk-test-SECRET-4242")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_exactly_once(&out, &planned_ids(&cfg, None));
+    assert_eq!(
+        rejects(&out).len(),
+        0,
+        "prompt-only schemas still give valid JSON from the mock"
+    );
+    let (sa, sb) = (mock_stats(&a.url), mock_stats(&b.url));
+    let (na, nb) = (
+        sa["served"].as_u64().unwrap(),
+        sb["served"].as_u64().unwrap(),
+    );
+    assert_eq!(na + nb, 60);
+    assert!(na >= 15 && nb >= 15, "load is spread: {na} vs {nb}");
+    assert_eq!(
+        sa["with_auth"].as_u64().unwrap() + sb["with_auth"].as_u64().unwrap(),
+        60,
+        "the key is sent"
+    );
+    assert_eq!(
+        sa["with_response_format"].as_u64().unwrap() + sb["with_response_format"].as_u64().unwrap(),
+        0
+    );
+    // ...and never written anywhere.
+    for e in walk(&out) {
+        let bytes = std::fs::read(&e).unwrap();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains("SECRET-4242"),
+            "API key leaked into {}",
+            e.display()
+        );
+    }
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("SECRET-4242"));
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }

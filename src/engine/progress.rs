@@ -68,6 +68,7 @@ impl Reporter {
             } else {
                 Duration::from_secs(5)
             };
+            let mut last = false;
             loop {
                 let secs = started.elapsed().as_secs_f64().max(1e-3);
                 let done = c.done.load(Ordering::Relaxed);
@@ -101,9 +102,13 @@ impl Reporter {
                         );
                     }
                 }
+                if last {
+                    break;
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(tick) => {}
-                    _ = rx.changed() => break,
+                    // Render once more on stop, so the last line shows the final counts.
+                    _ = rx.changed() => last = true,
                 }
             }
             if let Some(b) = bar {

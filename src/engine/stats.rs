@@ -2,6 +2,7 @@
 //! per-task / per-format counts. Fed by every outcome, including those found on resume.
 
 use crate::record::{Record, Rejection};
+use indexmap::IndexMap;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -25,17 +26,37 @@ pub struct TeacherStats {
     pub latency_ms_total: u64,
 }
 
-#[derive(Debug, Default, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Stats {
     pub planned: u64,
     pub accepted: u64,
     pub rejected: u64,
-    pub stages: BTreeMap<String, StageStats>,
+    /// In pipeline order (see `STAGES`).
+    pub stages: IndexMap<String, StageStats>,
     pub teacher: TeacherStats,
     pub accepted_by_task: BTreeMap<String, u64>,
     pub accepted_by_format: BTreeMap<String, u64>,
     pub accepted_by_difficulty: BTreeMap<u8, u64>,
     pub rejected_by_reason: BTreeMap<String, u64>,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            planned: 0,
+            accepted: 0,
+            rejected: 0,
+            stages: STAGES
+                .iter()
+                .map(|s| (s.to_string(), StageStats::default()))
+                .collect(),
+            teacher: TeacherStats::default(),
+            accepted_by_task: BTreeMap::new(),
+            accepted_by_format: BTreeMap::new(),
+            accepted_by_difficulty: BTreeMap::new(),
+            rejected_by_reason: BTreeMap::new(),
+        }
+    }
 }
 
 impl Stats {

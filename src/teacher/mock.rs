@@ -44,6 +44,9 @@ struct Shared {
     /// How often each distinct request body has been seen (so a retry can succeed).
     seen: Mutex<HashMap<u64, u64>>,
     served: AtomicU64,
+    /// Requests that carried an `Authorization: Bearer` header / a `response_format`.
+    with_auth: AtomicU64,
+    with_response_format: AtomicU64,
 }
 
 /// A running mock server.
@@ -74,11 +77,14 @@ pub async fn start(addr: SocketAddr, opts: MockOptions) -> std::io::Result<MockS
         opts,
         seen: Mutex::new(HashMap::new()),
         served: AtomicU64::new(0),
+        with_auth: AtomicU64::new(0),
+        with_response_format: AtomicU64::new(0),
     });
     let app = Router::new()
         .route("/v1/models", get(models))
         .route("/v1/chat/completions", post(chat))
         .route("/health", get(|| async { "ok" }))
+        .route("/stats", get(stats))
         .with_state(shared.clone());
     let handle = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
@@ -88,6 +94,15 @@ pub async fn start(addr: SocketAddr, opts: MockOptions) -> std::io::Result<MockS
         shared,
         handle,
     })
+}
+
+/// Counters for tests: requests served, with auth, with a response_format.
+async fn stats(State(s): State<Arc<Shared>>) -> Json<Value> {
+    Json(json!({
+        "served": s.served.load(Ordering::Relaxed),
+        "with_auth": s.with_auth.load(Ordering::Relaxed),
+        "with_response_format": s.with_response_format.load(Ordering::Relaxed),
+    }))
 }
 
 async fn models() -> Json<Value> {
@@ -156,6 +171,13 @@ async fn chat(
                 .into_response()
         }
     };
+    let bearer = headers.get("authorization").and_then(|v| v.to_str().ok());
+    if bearer.is_some_and(|v| v.starts_with("Bearer ")) {
+        s.with_auth.fetch_add(1, Ordering::Relaxed);
+    }
+    if req.get("response_format").is_some() {
+        s.with_response_format.fetch_add(1, Ordering::Relaxed);
+    }
     let stage = headers
         .get("x-mediflow-stage")
         .and_then(|v| v.to_str().ok())
