@@ -35,6 +35,11 @@ fn full_small_run_writes_valid_records_parquet_manifest_and_stats() {
         if r.output_format == "json" {
             let v: serde_json::Value = serde_json::from_str(&r.output).unwrap();
             mediflow::schemas::validate(schemas.get(&r.task_type).unwrap(), &v).unwrap();
+            assert!(
+                r.instruction
+                    .contains(&schemas.get(&r.task_type).unwrap().pretty),
+                "json instructions carry their schema"
+            );
         }
         formats.insert(r.output_format.clone());
     }

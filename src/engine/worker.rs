@@ -148,6 +148,15 @@ pub async fn process(sh: &Shared, item: &PlanItem) -> Outcome {
         Ok(i) => i,
         Err((reason, detail)) => return Err(reject(rec, "instruction", &reason, detail)),
     };
+    // A `json` instruction carries its schema, so the dataset is self-contained: a model
+    // trained on it sees the format it must produce.
+    let instruction = match sh.schemas.get(&item.task) {
+        Some(schema) if item.format == "json" && !instruction.contains(&schema.pretty) => format!(
+            "{instruction}\n\nAnswer with a single JSON object that conforms to this JSON Schema:\n```json\n{}\n```",
+            schema.pretty
+        ),
+        _ => instruction,
+    };
     rec.instruction = instruction.clone();
 
     let ctx = prompt::with(ctx, &[("instruction", &instruction)]);
