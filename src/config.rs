@@ -58,11 +58,12 @@ pub enum TeacherKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ResponseFormatMode {
-    /// Send `response_format: {type: json_schema}` (falls back to prompt-only if refused).
+    /// Send `response_format: {type: json_schema}` (falls back to prompt-only if refused),
+    /// and append the schema to the stored `json` instruction.
     Server,
-    /// Only embed the schema in the prompt.
+    /// No `response_format`; the schema is appended to the stored `json` instruction.
     Prompt,
-    /// Neither send it nor rely on it (templates still embed it).
+    /// mediflow adds the schema nowhere itself: only where the templates put it.
     Off,
 }
 

@@ -372,3 +372,34 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn response_format_off_adds_the_schema_nowhere() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = mock(&[]);
+    let cfg = config(tmp.path(), &m.url, 12, "");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        "timeout_secs = 5",
+        "timeout_secs = 5\nresponse_format = \"off\"",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let out = tmp.path().join("out");
+    let o = run(&[
+        "run",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let recs = records(&out);
+    assert!(recs.iter().any(|r| r.output_format == "json"));
+    for r in recs.iter().filter(|r| r.output_format == "json") {
+        assert!(
+            !r.instruction.contains("JSON Schema:\n```json"),
+            "off mode leaves the instruction as written"
+        );
+    }
+    assert_eq!(mock_stats(&m.url)["with_response_format"], 0);
+}

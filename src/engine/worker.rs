@@ -151,10 +151,16 @@ pub async fn process(sh: &Shared, item: &PlanItem) -> Outcome {
     // A `json` instruction carries its schema, so the dataset is self-contained: a model
     // trained on it sees the format it must produce.
     let instruction = match sh.schemas.get(&item.task) {
-        Some(schema) if item.format == "json" && !instruction.contains(&schema.pretty) => format!(
+        Some(schema)
+            if item.format == "json"
+                && sh.cfg.teacher.response_format != ResponseFormatMode::Off
+                && !instruction.contains(&schema.pretty) =>
+        {
+            format!(
             "{instruction}\n\nAnswer with a single JSON object that conforms to this JSON Schema:\n```json\n{}\n```",
             schema.pretty
-        ),
+            )
+        }
         _ => instruction,
     };
     rec.instruction = instruction.clone();
