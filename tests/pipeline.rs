@@ -10,14 +10,7 @@ fn full_small_run_writes_valid_records_parquet_manifest_and_stats() {
     let m = mock(&[]);
     let cfg = config(tmp.path(), &m.url, 16, "");
     let out = tmp.path().join("out");
-    let o = run(&[
-        "run",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--json",
-    ]);
+    let o = run_to(&cfg, &out, &["--json"]);
     assert!(o.status.success(), "run failed: {}", stderr(&o));
     let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(summary["planned"], 16);
@@ -107,19 +100,9 @@ fn faults_are_retried_or_rejected_and_every_item_is_accounted_for() {
         "max_attempts = 2\nrepair_attempts = 1\n",
     );
     // A short timeout so the hanging requests time out quickly.
-    let text = std::fs::read_to_string(&cfg)
-        .unwrap()
-        .replace("timeout_secs = 5", "timeout_secs = 1");
-    std::fs::write(&cfg, text).unwrap();
+    edit(&cfg, "timeout_secs = 5", "timeout_secs = 1");
     let out = tmp.path().join("out");
-    let o = run(&[
-        "run",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--quiet",
-    ]);
+    let o = run_to(&cfg, &out, &["--quiet"]);
     assert!(o.status.success(), "run failed: {}", stderr(&o));
     assert_exactly_once(&out, &planned_ids(&cfg, None));
 
@@ -378,20 +361,13 @@ fn response_format_off_adds_the_schema_nowhere() {
     let tmp = tempfile::tempdir().unwrap();
     let m = mock(&[]);
     let cfg = config(tmp.path(), &m.url, 12, "");
-    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+    edit(
+        &cfg,
         "timeout_secs = 5",
         "timeout_secs = 5\nresponse_format = \"off\"",
     );
-    std::fs::write(&cfg, text).unwrap();
     let out = tmp.path().join("out");
-    let o = run(&[
-        "run",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--quiet",
-    ]);
+    let o = run_to(&cfg, &out, &["--quiet"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let recs = records(&out);
     assert!(recs.iter().any(|r| r.output_format == "json"));

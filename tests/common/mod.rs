@@ -90,6 +90,26 @@ pub fn run(args: &[&str]) -> Output {
         .expect("run mediflow")
 }
 
+/// `mediflow run --config CFG --out OUT EXTRA...`
+pub fn run_to(cfg: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "run",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    run(&args)
+}
+
+/// Replace `from` with `to` in a (config) file.
+pub fn edit(path: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(text.contains(from), "{from:?} not in {}", path.display());
+    std::fs::write(path, text.replace(from, to)).unwrap();
+}
+
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
