@@ -14,7 +14,7 @@ use crate::plan::{Plan, PlanItem};
 use crate::prompt::Prompts;
 use crate::record::{Record, Rejection};
 use crate::schemas::Schemas;
-use crate::sink::Sinks;
+use crate::sink::{Found, Sinks};
 use crate::taxonomy::Taxonomy;
 use crate::teacher::retry::Backoff;
 use crate::teacher::Teacher;
@@ -99,28 +99,28 @@ pub async fn run(sh: Arc<Shared>, plan: &Plan, opts: RunOptions) -> Result<Summa
     let out = &opts.out_dir;
     manifest::begin(out, &sh, plan)?;
 
-    let (mut sinks, existing) =
-        Sinks::open(out, sh.cfg.engine.shard_size).context("opening the output sinks")?;
     let mut stats = Stats {
         planned: items.len() as u64,
         ..Default::default()
     };
-    let mut done: HashSet<String> =
-        HashSet::with_capacity(existing.records.len() + existing.rejects.len());
+    let mut done: HashSet<String> = HashSet::new();
     let planned_ids: HashSet<&str> = items.iter().map(|i| i.id.as_str()).collect();
-    for r in &existing.records {
-        if planned_ids.contains(r.id.as_str()) {
-            stats.add_record(r);
-        }
-        done.insert(r.id.clone());
-    }
-    for j in &existing.rejects {
-        if planned_ids.contains(j.id.as_str()) {
-            stats.add_reject(j);
-        }
-        done.insert(j.id.clone());
-    }
-    drop(existing);
+    let mut sinks = Sinks::open(out, sh.cfg.engine.shard_size, |found| {
+        let id = match found {
+            Found::Record(r) if planned_ids.contains(r.id.as_str()) => {
+                stats.add_record(r);
+                &r.id
+            }
+            Found::Reject(j) if planned_ids.contains(j.id.as_str()) => {
+                stats.add_reject(j);
+                &j.id
+            }
+            Found::Record(r) => &r.id,
+            Found::Reject(j) => &j.id,
+        };
+        done.insert(id.clone());
+    })
+    .context("opening the output sinks")?;
     let todo: Vec<PlanItem> = items
         .into_iter()
         .filter(|i| !done.contains(&i.id))

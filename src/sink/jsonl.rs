@@ -45,13 +45,27 @@ impl JsonlAppender {
 /// Read every line of a JSONL file (missing file = empty). With `repair`, a torn last line
 /// (no trailing newline) is cut off the file; a bad line anywhere else is an error.
 pub fn read_jsonl<T: DeserializeOwned>(path: &Path, repair: bool) -> anyhow::Result<Vec<T>> {
+    let mut out = Vec::new();
+    for_each_jsonl(path, repair, |v| {
+        out.push(v);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Like `read_jsonl`, but hands each value to `f` instead of collecting them (memory stays
+/// bounded by one line whatever the file's size).
+pub fn for_each_jsonl<T: DeserializeOwned>(
+    path: &Path,
+    repair: bool,
+    mut f: impl FnMut(T) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     let file = match File::open(path) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e).with_context(|| format!("opening {}", path.display())),
     };
     let mut reader = BufReader::new(file);
-    let mut out = Vec::new();
     let mut good_len: u64 = 0;
     let mut buf = Vec::new();
     let mut lineno = 0;
@@ -65,7 +79,7 @@ pub fn read_jsonl<T: DeserializeOwned>(path: &Path, repair: bool) -> anyhow::Res
         let complete = buf.last() == Some(&b'\n');
         match serde_json::from_slice::<T>(&buf) {
             Ok(v) if complete => {
-                out.push(v);
+                f(v)?;
                 good_len += n as u64;
             }
             _ if !complete && repair => {
@@ -73,14 +87,14 @@ pub fn read_jsonl<T: DeserializeOwned>(path: &Path, repair: bool) -> anyhow::Res
                     "{}: cutting a torn last line ({n} bytes) left by an interrupted run",
                     path.display()
                 );
-                let f = OpenOptions::new().write(true).open(path)?;
-                f.set_len(good_len)?;
-                f.sync_all()?;
+                let file = OpenOptions::new().write(true).open(path)?;
+                file.set_len(good_len)?;
+                file.sync_all()?;
                 break;
             }
-            Ok(v) => out.push(v),
+            Ok(v) => f(v)?,
             Err(e) => anyhow::bail!("{}:{lineno}: not a valid record: {e}", path.display()),
         }
     }
-    Ok(out)
+    Ok(())
 }

@@ -6,7 +6,7 @@
 mod jsonl;
 mod parquet;
 
-pub use jsonl::{read_jsonl, JsonlAppender};
+pub use jsonl::{for_each_jsonl, read_jsonl, JsonlAppender};
 pub use parquet::{read_parquet, write_parquet};
 
 use crate::record::{Record, Rejection};
@@ -45,19 +45,23 @@ pub struct Sinks {
     rejects: JsonlAppender,
 }
 
-/// What a previous attempt left on disk.
-pub struct Existing {
-    pub records: Vec<Record>,
-    pub rejects: Vec<Rejection>,
+/// An outcome a previous attempt left on disk.
+pub enum Found<'a> {
+    Record(&'a Record),
+    Reject(&'a Rejection),
 }
 
 impl Sinks {
-    /// Open (or create) the sinks in `dir`, recovering from an interrupted attempt.
-    pub fn open(dir: &Path, shard_size: usize) -> anyhow::Result<(Sinks, Existing)> {
+    /// Open (or create) the sinks in `dir`, recovering from an interrupted attempt; every
+    /// outcome already on disk is passed to `found` (one shard in memory at a time).
+    pub fn open(
+        dir: &Path,
+        shard_size: usize,
+        mut found: impl FnMut(Found<'_>),
+    ) -> anyhow::Result<Sinks> {
         std::fs::create_dir_all(dir.join(DATA_DIR))
             .with_context(|| format!("creating {}", dir.display()))?;
         let files = shard_files(dir)?;
-        let mut records = Vec::new();
         let mut last: Option<Vec<Record>> = None;
         for (k, f) in files.iter().enumerate() {
             let rows: Vec<Record> = read_jsonl(f, true)?;
@@ -70,9 +74,12 @@ impl Sinks {
             if is_last && !full {
                 last = Some(rows.clone());
             }
-            records.extend(rows);
+            rows.iter().for_each(|r| found(Found::Record(r)));
         }
-        let rejects: Vec<Rejection> = read_jsonl(&dir.join(REJECTS), true)?;
+        for_each_jsonl(&dir.join(REJECTS), true, |j: Rejection| {
+            found(Found::Reject(&j));
+            Ok(())
+        })?;
         // Continue the last shard if it is not full, else start the next one.
         let (shard, buffer) = match last {
             Some(rows) => (files.len() - 1, rows),
@@ -88,7 +95,7 @@ impl Sinks {
             jsonl,
             rejects: rejects_w,
         };
-        Ok((sinks, Existing { records, rejects }))
+        Ok(sinks)
     }
 
     pub fn accept(&mut self, r: Record) -> anyhow::Result<()> {
