@@ -222,40 +222,14 @@ fn resume_refuses_a_different_config_and_limit_extends_a_run() {
     let m = mock(&[]);
     let cfg = config(tmp.path(), &m.url, 12, "");
     let out = tmp.path().join("out");
-    let c = cfg.to_str().unwrap();
-    let o = run(&[
-        "run",
-        "--config",
-        c,
-        "--out",
-        out.to_str().unwrap(),
-        "--quiet",
-        "--limit",
-        "5",
-    ]);
+    let o = run_to(&cfg, &out, &["--quiet", "--limit", "5"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_exactly_once(&out, &planned_ids(&cfg, Some(5)));
-    let o = run(&[
-        "run",
-        "--config",
-        c,
-        "--out",
-        out.to_str().unwrap(),
-        "--quiet",
-    ]);
+    let o = run_to(&cfg, &out, &["--quiet"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_exactly_once(&out, &planned_ids(&cfg, None));
 
-    let o = run(&[
-        "run",
-        "--config",
-        c,
-        "--out",
-        out.to_str().unwrap(),
-        "--quiet",
-        "--seed",
-        "8",
-    ]);
+    let o = run_to(&cfg, &out, &["--quiet", "--seed", "8"]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert!(
         stderr(&o).contains("generation.seed: was 7, now 8"),
