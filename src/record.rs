@@ -46,6 +46,12 @@ pub struct Record {
     /// Teacher calls made for this record, retries and repairs included.
     pub attempts: u32,
     pub repairs: u32,
+    /// The document hit its token cap and was cut back to its last complete sentence.
+    #[serde(default)]
+    pub document_truncated: bool,
+    /// The same for the instruction.
+    #[serde(default)]
+    pub instruction_truncated: bool,
     pub latency_ms: u64,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
@@ -102,6 +108,8 @@ pub fn arrow_schema() -> SchemaRef {
             s("template_answer"),
             f("attempts", UInt32, false),
             f("repairs", UInt32, false),
+            f("document_truncated", Boolean, false),
+            f("instruction_truncated", Boolean, false),
             f("latency_ms", UInt64, false),
             f("prompt_tokens", UInt64, false),
             f("completion_tokens", UInt64, false),

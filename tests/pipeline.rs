@@ -353,3 +353,37 @@ fn response_format_off_adds_the_schema_nowhere() {
     }
     assert_eq!(mock_stats(&m.url)["with_response_format"], 0);
 }
+
+#[test]
+fn text_cut_at_the_token_cap_is_trimmed_and_flagged_not_retried() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Every reply is cut in half with finish_reason=length: the mock's documents keep
+    // whole sentences; its one-sentence instructions do not.
+    let m = mock(&["--rate-truncate", "1.0"]);
+    let cfg = config(tmp.path(), &m.url, 8, "max_attempts = 2\n");
+    let out = tmp.path().join("out");
+    let o = run_to(&cfg, &out, &["--quiet"]);
+    assert!(o.status.success(), "run failed: {}", stderr(&o));
+    assert_exactly_once(&out, &planned_ids(&cfg, None));
+    assert!(records(&out).is_empty());
+    let rejs = rejects(&out);
+    assert_eq!(rejs.len(), 8);
+    for j in &rejs {
+        let r = &j.record;
+        assert_eq!(
+            (j.stage.as_str(), j.reason.as_str()),
+            ("instruction", "truncated")
+        );
+        assert!(j.detail.contains("complete sentences"), "{}", j.detail);
+        assert!(r.document_truncated && !r.instruction_truncated);
+        assert!(
+            r.input.ends_with(['.', '!', '?']) || r.input.contains('\n'),
+            "{}",
+            r.input
+        );
+        assert_eq!(
+            r.attempts, 2,
+            "a cut document or instruction is not regenerated"
+        );
+    }
+}

@@ -9,7 +9,7 @@ use crate::prompt::{self, Stage};
 use crate::record::{Record, Rejection};
 use crate::schemas;
 use crate::teacher::retry::{classify, Decision};
-use crate::teacher::ChatRequest;
+use crate::teacher::{ChatRequest, TeacherError};
 use crate::util::seed_from;
 use std::sync::atomic::Ordering;
 
@@ -78,7 +78,12 @@ async fn call(
         .map_err(|p| ("template_error".to_string(), p.to_string()))?;
     let t = &sh.cfg.teacher;
     let json_item = rec.output_format == "json" && matches!(stage, Stage::Answer | Stage::Repair);
-    let req = ChatRequest {
+    let seed = |attempt: u32| {
+        rec.request_seed.map(|s| {
+            (s + 1000 * stage as u64 + round as u64 + 7919 * (attempt as u64 - 1)) & 0x7fff_ffff
+        })
+    };
+    let mut req = ChatRequest {
         messages,
         max_tokens: match stage {
             Stage::Document => t.max_tokens.document,
@@ -87,9 +92,9 @@ async fn call(
         },
         temperature: t.temperature,
         top_p: t.top_p,
-        seed: rec
-            .request_seed
-            .map(|s| (s + 1000 * stage as u64 + round as u64) & 0x7fff_ffff),
+        // Each attempt samples anew: a seeded retry would otherwise repeat a truncated or
+        // unusable answer exactly.
+        seed: seed(1),
         json_schema: (json_item && t.response_format == ResponseFormatMode::Server)
             .then(|| sh.schemas.get(&rec.task_type).map(|s| s.value.clone()))
             .flatten(),
@@ -99,6 +104,7 @@ async fn call(
     loop {
         attempt += 1;
         rec.attempts += 1;
+        req.seed = seed(attempt);
         let result = {
             let _permit = sh.requests.acquire().await.expect("semaphore open");
             sh.progress.in_flight.fetch_add(1, Ordering::Relaxed);
@@ -116,6 +122,33 @@ async fn call(
                     .fetch_add(resp.usage.completion_tokens, Ordering::Relaxed);
                 return Ok(resp.content.trim().to_string());
             }
+            // Free text cut at the token cap is kept up to its last complete sentence (and
+            // flagged) rather than regenerated at the same cap: a document is source material,
+            // an instruction a request that is complete at a sentence end.
+            Err(TeacherError::Truncated { partial })
+                if matches!(stage, Stage::Document | Stage::Instruction) =>
+            {
+                let min_words = match stage {
+                    Stage::Document => MIN_TRIMMED_DOCUMENT_WORDS,
+                    _ => MIN_TRIMMED_INSTRUCTION_WORDS,
+                };
+                rec.completion_tokens += req.max_tokens as u64;
+                let Some(text) = trim_to_sentence(&partial, min_words) else {
+                    return Err((
+                        "truncated".to_string(),
+                        format!(
+                            "cut at {} tokens with fewer than {min_words} words in complete \
+                             sentences",
+                            req.max_tokens
+                        ),
+                    ));
+                };
+                match stage {
+                    Stage::Document => rec.document_truncated = true,
+                    _ => rec.instruction_truncated = true,
+                }
+                return Ok(text);
+            }
             Err(e) => {
                 sh.progress.retries.fetch_add(1, Ordering::Relaxed);
                 if classify(&e) == Decision::DontRetry || attempt >= sh.cfg.engine.max_attempts {
@@ -128,6 +161,26 @@ async fn call(
             }
         }
     }
+}
+
+/// Text cut at the token cap with fewer words than this in complete sentences is rejected.
+const MIN_TRIMMED_DOCUMENT_WORDS: usize = 25;
+const MIN_TRIMMED_INSTRUCTION_WORDS: usize = 8;
+
+/// `text` up to the end of its last complete sentence or line, if that holds at least
+/// `min_words` words.
+fn trim_to_sentence(text: &str, min_words: usize) -> Option<String> {
+    let end = text
+        .char_indices()
+        .filter(|&(i, c)| {
+            c == '\n'
+                || (matches!(c, '.' | '!' | '?')
+                    && text[i + 1..].starts_with(|n: char| n.is_whitespace()))
+        })
+        .map(|(i, c)| i + c.len_utf8())
+        .last()?;
+    let kept = text[..end].trim();
+    (kept.split_whitespace().count() >= min_words).then(|| kept.to_string())
 }
 
 /// Run one item through every stage.
@@ -148,9 +201,10 @@ pub async fn process(sh: &Shared, item: &PlanItem) -> Outcome {
         Ok(i) => i,
         Err((reason, detail)) => return Err(reject(rec, "instruction", &reason, detail)),
     };
-    // A `json` instruction carries its schema, so the dataset is self-contained: a model
-    // trained on it sees the format it must produce.
-    let instruction = match sh.schemas.get(&item.task) {
+    // A stored `json` instruction carries its schema, so the dataset is self-contained: a
+    // model trained on it sees the format it must produce. The answer prompt gets the bare
+    // instruction (its template adds the schema once itself).
+    rec.instruction = match sh.schemas.get(&item.task) {
         Some(schema)
             if item.format == "json"
                 && sh.cfg.teacher.response_format != ResponseFormatMode::Off
@@ -161,9 +215,8 @@ pub async fn process(sh: &Shared, item: &PlanItem) -> Outcome {
             schema.pretty
             )
         }
-        _ => instruction,
+        _ => instruction.clone(),
     };
-    rec.instruction = instruction.clone();
 
     let ctx = prompt::with(ctx, &[("instruction", &instruction)]);
     let tpl = sh.prompts.template_for(Stage::Answer, item);
@@ -222,5 +275,24 @@ pub async fn process(sh: &Shared, item: &PlanItem) -> Outcome {
             Ok(rec)
         }
         Err((reason, error)) => Err(reject(rec, "validate", reason, error)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::trim_to_sentence;
+
+    #[test]
+    fn truncated_text_is_cut_at_its_last_complete_sentence() {
+        let words = "word ".repeat(10);
+        let text = format!("{words}ends here. {words}and then it was cut of");
+        let kept = trim_to_sentence(&text, 5).unwrap();
+        assert!(kept.ends_with("ends here."), "{kept}");
+        assert_eq!(trim_to_sentence(&text, 50), None);
+        assert_eq!(trim_to_sentence("no sentence end at all", 1), None);
+        assert_eq!(
+            trim_to_sentence("HPI: chest pain\nPlan: admit and obs", 2).as_deref(),
+            Some("HPI: chest pain")
+        );
     }
 }
