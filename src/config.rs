@@ -52,6 +52,8 @@ pub struct PlanConfig {
 pub enum TeacherKind {
     /// Any OpenAI-compatible chat-completions server (vLLM, SGLang, TGI, llama.cpp, Ollama).
     Openai,
+    /// The in-process candle model (`teacher.embedded`).
+    Embedded,
 }
 
 /// How the task's JSON Schema reaches the teacher for `json` items.
@@ -92,6 +94,9 @@ pub struct TeacherConfig {
     pub timeout_secs: f64,
     #[serde(default = "d_rf")]
     pub response_format: ResponseFormatMode,
+    /// Settings of the embedded teacher (used when `kind = "embedded"`).
+    #[serde(default)]
+    pub embedded: crate::teacher::embedded::config::EmbeddedConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -218,7 +223,9 @@ impl RunConfig {
     }
 
     pub fn apply(&mut self, ov: &Overrides) {
+        // Naming a server means using it, whatever teacher the config names.
         if !ov.teacher_urls.is_empty() {
+            self.teacher.kind = TeacherKind::Openai;
             self.teacher.base_urls = ov.teacher_urls.clone();
         }
         if let Some(m) = &ov.model {
@@ -281,6 +288,11 @@ impl RunConfig {
                 bad(format!("`teacher.max_tokens.{name}` must be at least 1"));
             }
         }
+        if t.kind == TeacherKind::Embedded {
+            if let Err(e) = t.embedded.validate() {
+                bad(e.to_string());
+            }
+        }
         if let Some(env) = &t.api_key_env {
             if env.is_empty() {
                 bad("`teacher.api_key_env` is empty".into());
@@ -313,6 +325,10 @@ impl RunConfig {
             "teacher": {
                 "kind": t.kind, "model": t.model, "temperature": t.temperature, "top_p": t.top_p,
                 "max_tokens": t.max_tokens, "send_seed": t.send_seed, "response_format": t.response_format,
+                "embedded": (t.kind == TeacherKind::Embedded).then(|| serde_json::json!({
+                    "path": t.embedded.path, "tokenizer": t.embedded.tokenizer, "weights": t.embedded.weights,
+                    "top_k": t.embedded.top_k, "repetition_penalty": t.embedded.repetition_penalty,
+                })),
             },
             "engine": { "repair_attempts": self.engine.repair_attempts, "max_attempts": self.engine.max_attempts },
         })

@@ -1,8 +1,10 @@
 //! Command-line interface: clap structs and dispatch. Each command lives in its own file
 //! and is a thin layer over the library.
 
+mod bench;
 mod inspect;
 mod mock;
+mod model;
 mod plan;
 mod run;
 mod taxonomy;
@@ -36,6 +38,10 @@ enum Cmd {
     MockTeacher(mock::MockArgs),
     /// Show counts, sample rows and rejection reasons of a run directory.
     Inspect(inspect::InspectArgs),
+    /// Obtain or list the embedded teacher's models.
+    Model(model::ModelArgs),
+    /// Benchmarks (`bench teacher`: the embedded teacher vs llama.cpp).
+    Bench(bench::BenchArgs),
 }
 
 /// Knobs shared by the commands that read a run config.
@@ -44,7 +50,8 @@ pub struct ConfigArgs {
     /// The run configuration (TOML).
     #[arg(long, short)]
     pub config: PathBuf,
-    /// Teacher base URL (repeat for several endpoints); overrides `teacher.base_urls`.
+    /// Teacher base URL (repeat for several endpoints); overrides `teacher.base_urls` and
+    /// selects the OpenAI-compatible client even where the config names the embedded teacher.
     #[arg(long = "teacher-url")]
     pub teacher_url: Vec<String>,
     /// Overrides `teacher.model`.
@@ -91,6 +98,8 @@ pub fn main() -> i32 {
             Cmd::Run(a) => run::exec(a).await,
             Cmd::MockTeacher(a) => mock::exec(a).await,
             Cmd::Inspect(a) => inspect::exec(a),
+            Cmd::Model(a) => model::exec(a),
+            Cmd::Bench(a) => bench::exec(a).await,
         }
     });
     match result {

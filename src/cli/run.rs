@@ -6,6 +6,7 @@ use crate::check::{self, Loaded};
 use crate::config::TeacherKind;
 use crate::engine::{self, progress::Mode, RunOptions, Shared, Summary};
 use crate::error::Error;
+use crate::teacher::embedded::EmbeddedTeacher;
 use crate::teacher::http::HttpTeacher;
 use crate::teacher::{mock, Teacher};
 use clap::Args;
@@ -45,9 +46,18 @@ pub struct RunArgs {
     pub with_mock_teacher: bool,
 }
 
-fn build_teacher(l: &Loaded) -> Result<Arc<dyn Teacher>, Error> {
+async fn build_teacher(l: &Loaded) -> Result<Arc<dyn Teacher>, Error> {
     let t = &l.cfg.teacher;
     match t.kind {
+        // Loading reads the model (and may pull it): off the async runtime's threads.
+        TeacherKind::Embedded => {
+            let cfg = t.embedded.clone();
+            let teacher = tokio::task::spawn_blocking(move || EmbeddedTeacher::load(&cfg))
+                .await
+                .map_err(anyhow::Error::from)?
+                .map_err(|e| Error::TeacherUnavailable(format!("{e:#}")))?;
+            Ok(Arc::new(teacher))
+        }
         TeacherKind::Openai => Ok(Arc::new(
             HttpTeacher::new(
                 &t.base_urls,
@@ -69,7 +79,7 @@ pub async fn check(a: CheckArgs) -> Result<(), Error> {
     let teacher_status = if a.no_probe {
         "not probed".to_string()
     } else {
-        probe(&*build_teacher(&l)?).await?
+        probe(&*build_teacher(&l).await?).await?
     };
     let report = serde_json::json!({
         "config": a.config.config,
@@ -106,7 +116,7 @@ pub async fn exec(a: RunArgs) -> Result<(), Error> {
         None
     };
     let l = check::load(&a.config.config, &ov)?;
-    let teacher = build_teacher(&l)?;
+    let teacher = build_teacher(&l).await?;
     probe(&*teacher).await?;
     let out = a
         .out
