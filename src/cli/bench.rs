@@ -47,7 +47,7 @@ pub struct TeacherBench {
     #[arg(long, default_value_t = 0)]
     pub gen_context: usize,
     /// Batch sizes for the aggregate generation figure.
-    #[arg(long, value_delimiter = ',', default_value = "1,4,16")]
+    #[arg(long, value_delimiter = ',', default_value = "1,4,16,48")]
     pub batches: Vec<usize>,
     /// Path of llama.cpp's llama-bench, to measure the reference in the same run.
     #[arg(long)]

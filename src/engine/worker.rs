@@ -105,34 +105,40 @@ async fn call(
         attempt += 1;
         rec.attempts += 1;
         req.seed = seed(attempt);
-        let result = {
+        let (result, latency) = {
             let _permit = sh.requests.acquire().await.expect("semaphore open");
             sh.progress.in_flight.fetch_add(1, Ordering::Relaxed);
+            let t0 = std::time::Instant::now();
             let r = sh.teacher.chat(&req).await;
             sh.progress.in_flight.fetch_sub(1, Ordering::Relaxed);
-            r
+            (r, t0.elapsed())
         };
+        // Tokens spent count whether or not the text is kept.
+        let usage = match &result {
+            Ok(resp) => Some(resp.usage),
+            Err(TeacherError::Truncated { usage, .. }) => Some(*usage),
+            Err(_) => None,
+        };
+        if let Some(u) = usage {
+            rec.latency_ms += latency.as_millis() as u64;
+            rec.prompt_tokens += u.prompt_tokens;
+            rec.completion_tokens += u.completion_tokens;
+            sh.progress
+                .tokens
+                .fetch_add(u.completion_tokens, Ordering::Relaxed);
+        }
         match result {
-            Ok(resp) => {
-                rec.latency_ms += resp.latency.as_millis() as u64;
-                rec.prompt_tokens += resp.usage.prompt_tokens;
-                rec.completion_tokens += resp.usage.completion_tokens;
-                sh.progress
-                    .tokens
-                    .fetch_add(resp.usage.completion_tokens, Ordering::Relaxed);
-                return Ok(resp.content.trim().to_string());
-            }
+            Ok(resp) => return Ok(resp.content.trim().to_string()),
             // Free text cut at the token cap is kept up to its last complete sentence (and
             // flagged) rather than regenerated at the same cap: a document is source material,
             // an instruction a request that is complete at a sentence end.
-            Err(TeacherError::Truncated { partial })
+            Err(TeacherError::Truncated { partial, .. })
                 if matches!(stage, Stage::Document | Stage::Instruction) =>
             {
                 let min_words = match stage {
                     Stage::Document => MIN_TRIMMED_DOCUMENT_WORDS,
                     _ => MIN_TRIMMED_INSTRUCTION_WORDS,
                 };
-                rec.completion_tokens += req.max_tokens as u64;
                 let Some(text) = trim_to_sentence(&partial, min_words) else {
                     return Err((
                         "truncated".to_string(),

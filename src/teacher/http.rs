@@ -5,7 +5,7 @@
 use super::{ChatRequest, ChatResponse, Teacher, TeacherError, Usage};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 struct Endpoint {
     base: String,
@@ -91,13 +91,9 @@ impl HttpTeacher {
     ) -> Result<ChatResponse, TeacherError> {
         let ep = self.pick();
         ep.in_flight.fetch_add(1, Ordering::Relaxed);
-        let started = Instant::now();
         let res = self.send_to(ep, req, with_schema).await;
         ep.in_flight.fetch_sub(1, Ordering::Relaxed);
-        res.map(|mut r| {
-            r.latency = started.elapsed();
-            r
-        })
+        res
     }
 
     async fn send_to(
@@ -153,7 +149,10 @@ impl HttpTeacher {
         let finish_reason = choice["finish_reason"].as_str().unwrap_or("").to_string();
         let usage: Usage = serde_json::from_value(v["usage"].clone()).unwrap_or_default();
         if finish_reason == "length" {
-            return Err(TeacherError::Truncated { partial: content });
+            return Err(TeacherError::Truncated {
+                partial: content,
+                usage,
+            });
         }
         if content.trim().is_empty() {
             return Err(TeacherError::Empty);
@@ -162,7 +161,6 @@ impl HttpTeacher {
             content,
             finish_reason,
             usage,
-            latency: Duration::ZERO,
         })
     }
 }

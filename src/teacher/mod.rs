@@ -45,7 +45,7 @@ pub struct ChatRequest {
     pub stage: &'static str,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub struct Usage {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
@@ -56,7 +56,6 @@ pub struct ChatResponse {
     pub content: String,
     pub finish_reason: String,
     pub usage: Usage,
-    pub latency: Duration,
 }
 
 /// Why a teacher call failed. `retry::classify` maps each to retry or not.
@@ -77,7 +76,7 @@ pub enum TeacherError {
     #[error("connection failed: {0}")]
     Connection(String),
     #[error("output truncated at the token cap (finish_reason=length)")]
-    Truncated { partial: String },
+    Truncated { partial: String, usage: Usage },
     #[error("empty answer")]
     Empty,
     #[error("malformed response: {0}")]

@@ -234,7 +234,6 @@ impl Teacher for EmbeddedTeacher {
     }
 
     async fn chat(&self, req: &ChatRequest) -> Result<ChatResponse, TeacherError> {
-        let t0 = Instant::now();
         let ids = self
             .prompt_ids(&req.messages)
             .map_err(|e| to_teacher_error(anyhow!(BadRequest(format!("{e:#}")))))?;
@@ -244,8 +243,15 @@ impl Teacher for EmbeddedTeacher {
             .generate(ids, self.params_for(req))
             .await
             .map_err(to_teacher_error)?;
+        let usage = Usage {
+            prompt_tokens,
+            completion_tokens: g.tokens.len() as u64,
+        };
         if g.finish_reason == "length" {
-            return Err(TeacherError::Truncated { partial: g.text });
+            return Err(TeacherError::Truncated {
+                partial: g.text,
+                usage,
+            });
         }
         if g.text.trim().is_empty() {
             return Err(TeacherError::Empty);
@@ -253,11 +259,7 @@ impl Teacher for EmbeddedTeacher {
         Ok(ChatResponse {
             content: g.text,
             finish_reason: g.finish_reason.to_string(),
-            usage: Usage {
-                prompt_tokens,
-                completion_tokens: g.tokens.len() as u64,
-            },
-            latency: t0.elapsed(),
+            usage,
         })
     }
 

@@ -254,14 +254,17 @@ async fn token_cap_is_reported_as_truncation() {
     let t = teacher();
     let r = req(vec![Message::user("Describe the heart in detail.")], 4);
     match t.chat(&r).await {
-        Err(TeacherError::Truncated { partial }) => assert!(!partial.is_empty()),
+        Err(TeacherError::Truncated { partial, usage }) => {
+            assert!(!partial.is_empty());
+            assert_eq!(usage.completion_tokens, 4);
+        }
         other => panic!("expected truncation, got {other:?}"),
     }
     let schema = crate::schemas::compile(&schema_path("classification")).unwrap();
     let mut r = req(vec![Message::user("Classify: chest pain.")], 6);
     r.json_schema = Some(schema.value.clone());
     match t.chat(&r).await {
-        Err(TeacherError::Truncated { partial }) => assert!(partial.starts_with('{')),
+        Err(TeacherError::Truncated { partial, .. }) => assert!(partial.starts_with('{')),
         other => panic!("expected truncation, got {other:?}"),
     }
 }
