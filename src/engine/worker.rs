@@ -92,9 +92,9 @@ async fn call(
         },
         temperature: t.temperature,
         top_p: t.top_p,
-        // Each attempt samples anew: a seeded retry would otherwise repeat a truncated or
-        // unusable answer exactly.
-        seed: seed(1),
+        // Set per attempt: each attempt samples anew, as a seeded retry would otherwise
+        // repeat a truncated or unusable answer exactly.
+        seed: None,
         json_schema: (json_item && t.response_format == ResponseFormatMode::Server)
             .then(|| sh.schemas.get(&rec.task_type).map(|s| s.value.clone()))
             .flatten(),
