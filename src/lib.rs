@@ -11,6 +11,7 @@ pub mod engine;
 pub mod error;
 pub mod plan;
 pub mod prompt;
+pub mod quality;
 pub mod record;
 pub mod schemas;
 pub mod sink;

@@ -57,6 +57,17 @@ pub struct Record {
     pub completion_tokens: u64,
 }
 
+/// What the engine appends to a stored `json` instruction (followed by the schema).
+pub const SCHEMA_NOTE: &str =
+    "\n\nAnswer with a single JSON object that conforms to this JSON Schema:\n```json\n";
+
+/// The instruction without the schema note the engine appended (what the teacher wrote).
+pub fn bare_instruction(instruction: &str) -> &str {
+    instruction
+        .find(SCHEMA_NOTE)
+        .map_or(instruction, |i| &instruction[..i])
+}
+
 /// A record that did not make it, with the stage and the reason.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Rejection {

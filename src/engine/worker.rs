@@ -6,7 +6,7 @@ use super::Shared;
 use crate::config::ResponseFormatMode;
 use crate::plan::PlanItem;
 use crate::prompt::{self, Stage};
-use crate::record::{Record, Rejection};
+use crate::record::{Record, Rejection, SCHEMA_NOTE};
 use crate::schemas;
 use crate::teacher::retry::{classify, Decision};
 use crate::teacher::{ChatRequest, TeacherError};
@@ -216,10 +216,7 @@ pub async fn process(sh: &Shared, item: &PlanItem) -> Outcome {
                 && sh.cfg.teacher.response_format != ResponseFormatMode::Off
                 && !instruction.contains(&schema.pretty) =>
         {
-            format!(
-            "{instruction}\n\nAnswer with a single JSON object that conforms to this JSON Schema:\n```json\n{}\n```",
-            schema.pretty
-            )
+            format!("{instruction}{SCHEMA_NOTE}{}\n```", schema.pretty)
         }
         _ => instruction.clone(),
     };

@@ -1,0 +1,1 @@
+//! Grounding checks (placeholder: to be written).

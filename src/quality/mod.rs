@@ -1,0 +1,6 @@
+//! The quality gate: heuristic filters and grounding checks, the LLM judge, and exact +
+//! near-duplicate removal.
+
+pub mod dedup;
+pub mod filters;
+pub mod grounding;
