@@ -6,7 +6,7 @@ use crate::config::{Overrides, RunConfig};
 use crate::error::{Error, Problem};
 use crate::plan::{self, Plan, PlanItem, SeedAttrs};
 use crate::prompt::{self, Prompts, Stage};
-use crate::schemas::Schemas;
+use crate::schemas::{self, Schemas, TaskSchema};
 use crate::taxonomy::{self, Taxonomy};
 use std::path::Path;
 
@@ -16,6 +16,8 @@ pub struct Loaded {
     pub schemas: Schemas,
     pub prompts: Prompts,
     pub plan: Plan,
+    /// The judge's verdict schema, when `[judge]` is enabled.
+    pub judge_schema: Option<TaskSchema>,
 }
 
 /// Load and check everything a run needs.
@@ -33,7 +35,17 @@ pub fn load(config: &Path, ov: &Overrides) -> Result<Loaded, Error> {
     };
     let (schemas, schema_problems) = Schemas::load_partial(&cfg.schemas_dir, &tax);
     problems.extend(schema_problems);
-    problems.extend(smoke_render(&tax, &schemas, &prompts));
+    problems.extend(smoke_render(&tax, &schemas, &prompts, cfg.judge.enabled));
+    let judge_schema = if cfg.judge.enabled {
+        let path = cfg
+            .judge
+            .schema
+            .clone()
+            .unwrap_or_else(|| cfg.schemas_dir.join("judge.schema.json"));
+        schemas::compile(&path).map_err(|p| problems.push(p)).ok()
+    } else {
+        None
+    };
     let plan = plan::build(&tax, cfg.seed, cfg.items, &cfg.plan)
         .map_err(|m| problems.push(Problem::new(config, m)));
     match plan {
@@ -43,6 +55,7 @@ pub fn load(config: &Path, ov: &Overrides) -> Result<Loaded, Error> {
             schemas,
             prompts,
             plan,
+            judge_schema,
         }),
         _ => Err(Error::Input(problems)),
     }
@@ -50,7 +63,7 @@ pub fn load(config: &Path, ov: &Overrides) -> Result<Loaded, Error> {
 
 /// Render each template the taxonomy can select, once per (task, format) and per document,
 /// so a missing file, a syntax error or an undefined variable shows up before the run.
-fn smoke_render(tax: &Taxonomy, schemas: &Schemas, prompts: &Prompts) -> Vec<Problem> {
+fn smoke_render(tax: &Taxonomy, schemas: &Schemas, prompts: &Prompts, judge: bool) -> Vec<Problem> {
     let mut problems = Vec::new();
     let mut seen = std::collections::HashSet::new();
     let concept = tax.icd.codes.iter().find(|c| c.billable);
@@ -89,14 +102,17 @@ fn smoke_render(tax: &Taxonomy, schemas: &Schemas, prompts: &Prompts) -> Vec<Pro
                         ("instruction", "Sample instruction."),
                         ("previous_output", "{}"),
                         ("validation_error", "sample error"),
+                        ("answer", "Sample answer."),
                     ],
                 );
-                for stage in [
+                let stages = [
                     Stage::Document,
                     Stage::Instruction,
                     Stage::Answer,
                     Stage::Repair,
-                ] {
+                    Stage::Judge,
+                ];
+                for stage in stages.into_iter().filter(|s| judge || *s != Stage::Judge) {
                     let name = prompts.template_for(stage, &item);
                     // One render per template, document type and format is enough.
                     let key = (
@@ -130,7 +146,7 @@ fn smoke_render(tax: &Taxonomy, schemas: &Schemas, prompts: &Prompts) -> Vec<Pro
                                 ("instruction", "Sample instruction."),
                             ],
                         ),
-                        Stage::Repair => full.clone(),
+                        Stage::Repair | Stage::Judge => full.clone(),
                     };
                     if let Err(p) = prompts.render(&name, &ctx) {
                         if !problems.contains(&p) {

@@ -29,6 +29,62 @@ pub struct RunConfig {
     pub teacher: TeacherConfig,
     #[serde(default)]
     pub engine: EngineConfig,
+    #[serde(default)]
+    pub filters: crate::quality::filters::FiltersConfig,
+    #[serde(default)]
+    pub judge: crate::quality::judge::JudgeConfig,
+    #[serde(default)]
+    pub dedup: crate::quality::dedup::DedupConfig,
+    #[serde(default)]
+    pub quota: QuotaConfig,
+}
+
+/// `[quota]`: exact per-cell yields. Without `target_accepted`, every planned item is
+/// attempted once and the yield is whatever passes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaConfig {
+    /// Accepted records wanted per planned cell: `"plan"` (the cell's planned item count,
+    /// so the run ends with exactly `items` accepted rows) or a number for every cell.
+    #[serde(default)]
+    pub target_accepted: Option<QuotaTarget>,
+    /// Items a cell may use before it is given up: `ceil(target * budget_factor)`.
+    #[serde(default = "d_budget_factor")]
+    pub budget_factor: f64,
+}
+
+impl Default for QuotaConfig {
+    fn default() -> Self {
+        QuotaConfig {
+            target_accepted: None,
+            budget_factor: d_budget_factor(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum QuotaTarget {
+    Each(u32),
+    Plan(PlanWord),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanWord {
+    Plan,
+}
+
+impl QuotaConfig {
+    /// The target and the item budget of a cell with `planned` items, if quotas are on.
+    pub fn cell(&self, planned: usize) -> Option<(usize, usize)> {
+        let target = match self.target_accepted? {
+            QuotaTarget::Plan(_) => planned,
+            QuotaTarget::Each(n) => n as usize,
+        };
+        let budget = (target as f64 * self.budget_factor).ceil() as usize;
+        Some((target, budget.max(target)))
+    }
 }
 
 /// Optional restrictions of the taxonomy for this run (empty = everything).
@@ -199,6 +255,9 @@ fn d_repairs() -> u32 {
 fn d_shard() -> usize {
     10_000
 }
+fn d_budget_factor() -> f64 {
+    3.0
+}
 
 /// Command-line overrides of common knobs (`None` = keep the config's value).
 #[derive(Debug, Clone, Default)]
@@ -207,6 +266,60 @@ pub struct Overrides {
     pub model: Option<String>,
     pub concurrency: Option<usize>,
     pub seed: Option<u64>,
+}
+
+impl TeacherConfig {
+    /// Problems with these settings (empty = fine).
+    pub fn validate(&self) -> Vec<String> {
+        let t = self;
+        let mut p: Vec<String> = Vec::new();
+        if t.kind == TeacherKind::Openai && t.base_urls.is_empty() {
+            p.push("`teacher.base_urls` is empty: give at least one OpenAI-compatible base URL (or --teacher-url)".into());
+        }
+        for u in &t.base_urls {
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                p.push(format!("`teacher.base_urls`: {u:?} is not an http(s) URL"));
+            }
+        }
+        if t.model.trim().is_empty() {
+            p.push("`teacher.model` is empty".into());
+        }
+        if !(0.0..=2.0).contains(&t.temperature) {
+            p.push(format!(
+                "`teacher.temperature` must be within 0..=2, got {}",
+                t.temperature
+            ));
+        }
+        if !(t.top_p > 0.0 && t.top_p <= 1.0) {
+            p.push(format!(
+                "`teacher.top_p` must be within (0, 1], got {}",
+                t.top_p
+            ));
+        }
+        if t.timeout_secs <= 0.0 {
+            p.push("`teacher.timeout_secs` must be positive".into());
+        }
+        for (name, v) in [
+            ("document", t.max_tokens.document),
+            ("instruction", t.max_tokens.instruction),
+            ("answer", t.max_tokens.answer),
+        ] {
+            if v == 0 {
+                p.push(format!("`teacher.max_tokens.{name}` must be at least 1"));
+            }
+        }
+        if t.kind == TeacherKind::Embedded {
+            if let Err(e) = t.embedded.validate() {
+                p.push(e.to_string());
+            }
+        }
+        if let Some(env) = &t.api_key_env {
+            if env.is_empty() {
+                p.push("`teacher.api_key_env` is empty".into());
+            }
+        }
+        p
+    }
 }
 
 impl RunConfig {
@@ -252,51 +365,8 @@ impl RunConfig {
         if self.items == 0 {
             bad("`items` must be at least 1".into());
         }
-        let t = &self.teacher;
-        if t.kind == TeacherKind::Openai && t.base_urls.is_empty() {
-            bad("`teacher.base_urls` is empty: give at least one OpenAI-compatible base URL (or --teacher-url)".into());
-        }
-        for u in &t.base_urls {
-            if !(u.starts_with("http://") || u.starts_with("https://")) {
-                bad(format!("`teacher.base_urls`: {u:?} is not an http(s) URL"));
-            }
-        }
-        if t.model.trim().is_empty() {
-            bad("`teacher.model` is empty".into());
-        }
-        if !(0.0..=2.0).contains(&t.temperature) {
-            bad(format!(
-                "`teacher.temperature` must be within 0..=2, got {}",
-                t.temperature
-            ));
-        }
-        if !(t.top_p > 0.0 && t.top_p <= 1.0) {
-            bad(format!(
-                "`teacher.top_p` must be within (0, 1], got {}",
-                t.top_p
-            ));
-        }
-        if t.timeout_secs <= 0.0 {
-            bad("`teacher.timeout_secs` must be positive".into());
-        }
-        for (name, v) in [
-            ("document", t.max_tokens.document),
-            ("instruction", t.max_tokens.instruction),
-            ("answer", t.max_tokens.answer),
-        ] {
-            if v == 0 {
-                bad(format!("`teacher.max_tokens.{name}` must be at least 1"));
-            }
-        }
-        if t.kind == TeacherKind::Embedded {
-            if let Err(e) = t.embedded.validate() {
-                bad(e.to_string());
-            }
-        }
-        if let Some(env) = &t.api_key_env {
-            if env.is_empty() {
-                bad("`teacher.api_key_env` is empty".into());
-            }
+        for m in self.teacher.validate() {
+            bad(m);
         }
         let e = &self.engine;
         if e.concurrency == 0 {
@@ -310,6 +380,28 @@ impl RunConfig {
         }
         if e.backoff_initial_ms > e.backoff_max_ms {
             bad("`engine.backoff_initial_ms` exceeds `engine.backoff_max_ms`".into());
+        }
+        if self.quota.target_accepted == Some(QuotaTarget::Each(0)) {
+            bad("`quota.target_accepted` must be at least 1 (or \"plan\")".into());
+        }
+        if !(self.quota.budget_factor >= 1.0) {
+            bad("`quota.budget_factor` must be at least 1".into());
+        }
+        for m in self.filters.validate() {
+            bad(m);
+        }
+        if let Err(m) = self.dedup.validate() {
+            bad(m);
+        }
+        if self.judge.enabled {
+            for m in self.judge.validate() {
+                bad(m);
+            }
+            if let Some(jt) = &self.judge.teacher {
+                for m in jt.validate() {
+                    bad(format!("judge.teacher: {m}"));
+                }
+            }
         }
         p
     }
@@ -331,6 +423,17 @@ impl RunConfig {
                 })),
             },
             "engine": { "repair_attempts": self.engine.repair_attempts, "max_attempts": self.engine.max_attempts },
+            "filters": self.filters,
+            "dedup": self.dedup,
+            "quota": self.quota,
+            "judge": self.judge.enabled.then(|| {
+                let mut j = serde_json::to_value(&self.judge).expect("serializable");
+                // Where the judge runs is operational; which model judges is not.
+                if let Some(jt) = &self.judge.teacher {
+                    j["teacher"] = serde_json::json!({ "kind": jt.kind, "model": jt.model });
+                }
+                j
+            }),
         })
     }
 }

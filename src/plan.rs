@@ -53,6 +53,8 @@ pub struct Plan {
     pub items: Vec<PlanItem>,
     /// Quota per cell (cells with a zero quota are omitted).
     pub quotas: BTreeMap<Cell, usize>,
+    /// Indexes into the ICD table of the codes seed concepts are drawn from.
+    concepts: Vec<usize>,
 }
 
 /// The stable id of the `index`-th item of a cell in a run with `seed`.
@@ -228,23 +230,8 @@ pub fn build(tax: &Taxonomy, seed: u64, n: usize, filter: &PlanConfig) -> Result
         .collect();
     let mut items = Vec::with_capacity(n);
     for (cell, &q) in &quotas {
-        let family = tax
-            .document(&cell.document)
-            .map(|d| d.family.clone())
-            .unwrap_or_default();
         for index in 0..q as u32 {
-            let id = item_id(seed, cell, index);
-            let seed_attrs = draw_seed(tax, &concepts, &id);
-            items.push(PlanItem {
-                id,
-                task: cell.task.clone(),
-                document: cell.document.clone(),
-                family: family.clone(),
-                difficulty: cell.difficulty,
-                format: cell.format.clone(),
-                cell_index: index,
-                seed: seed_attrs,
-            });
+            items.push(make_item(tax, &concepts, seed, cell, index));
         }
     }
     // Interleave: order by a hash of the id, so a prefix (`--limit`) is a stratified sample.
@@ -253,7 +240,25 @@ pub fn build(tax: &Taxonomy, seed: u64, n: usize, filter: &PlanConfig) -> Result
         seed,
         items,
         quotas,
+        concepts,
     })
+}
+
+fn make_item(tax: &Taxonomy, concepts: &[usize], seed: u64, cell: &Cell, index: u32) -> PlanItem {
+    let id = item_id(seed, cell, index);
+    PlanItem {
+        seed: draw_seed(tax, concepts, &id),
+        id,
+        task: cell.task.clone(),
+        document: cell.document.clone(),
+        family: tax
+            .document(&cell.document)
+            .map(|d| d.family.clone())
+            .unwrap_or_default(),
+        difficulty: cell.difficulty,
+        format: cell.format.clone(),
+        cell_index: index,
+    }
 }
 
 fn draw_seed(tax: &Taxonomy, concepts: &[usize], id: &str) -> SeedAttrs {
@@ -281,7 +286,34 @@ fn draw_seed(tax: &Taxonomy, concepts: &[usize], id: &str) -> SeedAttrs {
     }
 }
 
+impl PlanItem {
+    pub fn cell(&self) -> Cell {
+        Cell {
+            task: self.task.clone(),
+            document: self.document.clone(),
+            difficulty: self.difficulty,
+            format: self.format.clone(),
+        }
+    }
+}
+
+impl Cell {
+    /// `task/document/difficulty/format`, the key of a cell in stats.
+    pub fn key(&self) -> String {
+        format!(
+            "{}/{}/{}/{}",
+            self.task, self.document, self.difficulty, self.format
+        )
+    }
+}
+
 impl Plan {
+    /// The `index`-th item of a cell: planned items are indexes `0..quota`, items beyond
+    /// are refills scheduled to meet an exact quota (same id scheme, so stable too).
+    pub fn item(&self, tax: &Taxonomy, cell: &Cell, index: u32) -> PlanItem {
+        make_item(tax, &self.concepts, self.seed, cell, index)
+    }
+
     /// Summary counts (per task, per family, per difficulty, per format).
     pub fn summary(&self) -> serde_json::Value {
         let mut by_task: BTreeMap<&str, usize> = BTreeMap::new();

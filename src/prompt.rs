@@ -20,6 +20,7 @@ pub enum Stage {
     Instruction,
     Answer,
     Repair,
+    Judge,
 }
 
 impl Stage {
@@ -29,6 +30,7 @@ impl Stage {
             Stage::Instruction => "instruction",
             Stage::Answer => "answer",
             Stage::Repair => "repair",
+            Stage::Judge => "judge",
         }
     }
 }
@@ -138,6 +140,7 @@ impl Prompts {
                 "answer/_default.j2".into(),
             ),
             Stage::Repair => "repair.j2".into(),
+            Stage::Judge => "judge.j2".into(),
         }
     }
 

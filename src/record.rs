@@ -23,6 +23,15 @@ pub struct Record {
     pub coherence: Option<f64>,
     pub realism: Option<f64>,
     pub difficulty: Option<f64>,
+    /// Valid judge samples behind the scores (0 = not judged).
+    #[serde(default)]
+    pub judge_samples: u32,
+    /// Largest max - min of a dimension over the judge samples.
+    #[serde(default)]
+    pub judge_spread: Option<f64>,
+    /// The rationale of the judge sample closest to the median scores.
+    #[serde(default)]
+    pub judge_rationale: Option<String>,
     // Seed attributes.
     pub document_family: String,
     pub specialty: String,
@@ -55,6 +64,18 @@ pub struct Record {
     pub latency_ms: u64,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
+}
+
+impl Record {
+    /// The plan cell this record belongs to.
+    pub fn cell(&self) -> crate::plan::Cell {
+        crate::plan::Cell {
+            task: self.task_type.clone(),
+            document: self.input_data.clone(),
+            difficulty: self.difficulty_level,
+            format: self.output_format.clone(),
+        }
+    }
 }
 
 /// What the engine appends to a stored `json` instruction (followed by the schema).
@@ -99,6 +120,9 @@ pub fn arrow_schema() -> SchemaRef {
             f("coherence", Float64, true),
             f("realism", Float64, true),
             f("difficulty", Float64, true),
+            f("judge_samples", UInt32, false),
+            f("judge_spread", Float64, true),
+            f("judge_rationale", Utf8, true),
             s("document_family"),
             s("specialty"),
             s("age_band"),

@@ -21,7 +21,8 @@ fn schemas_compile_and_examples_and_mock_instances_validate() {
         validate(s, &ex).unwrap_or_else(|e| panic!("{}: example invalid: {e}", t.id));
         for seed in 0..20 {
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-            let inst = mediflow::teacher::mock::instance(&s.value, &mut rng);
+            let inst =
+                mediflow::teacher::mock::instance(&s.value, "", &Default::default(), &mut rng);
             validate(s, &inst)
                 .unwrap_or_else(|e| panic!("{}: mock instance invalid: {e}\n{inst}", t.id));
         }

@@ -39,6 +39,13 @@ pub struct MockArgs {
     /// Share of answers cut short with finish_reason=length.
     #[arg(long, default_value_t = 0.0)]
     pub rate_truncate: f64,
+    /// Share of judged records the judge scores low (1-2 instead of 4-5; every sample of a
+    /// record agrees up to +-1).
+    #[arg(long, default_value_t = 0.0)]
+    pub rate_low_judge: f64,
+    /// Share of documents that are one fixed text (so records duplicate each other).
+    #[arg(long, default_value_t = 0.0)]
+    pub rate_duplicate: f64,
 }
 
 impl MockArgs {
@@ -54,6 +61,8 @@ impl MockArgs {
             rate_invalid_json: self.rate_invalid_json,
             rate_bad_answer: self.rate_bad_answer,
             rate_truncate: self.rate_truncate,
+            rate_low_judge: self.rate_low_judge,
+            rate_duplicate: self.rate_duplicate,
         }
     }
 }

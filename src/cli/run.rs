@@ -2,8 +2,8 @@
 //! then generation with progress and a final summary.
 
 use super::ConfigArgs;
-use crate::check::{self, Loaded};
-use crate::config::TeacherKind;
+use crate::check;
+use crate::config::{TeacherConfig, TeacherKind};
 use crate::engine::{self, progress::Mode, RunOptions, Shared, Summary};
 use crate::error::Error;
 use crate::teacher::embedded::EmbeddedTeacher;
@@ -46,8 +46,7 @@ pub struct RunArgs {
     pub with_mock_teacher: bool,
 }
 
-async fn build_teacher(l: &Loaded) -> Result<Arc<dyn Teacher>, Error> {
-    let t = &l.cfg.teacher;
+async fn build_teacher(t: &TeacherConfig) -> Result<Arc<dyn Teacher>, Error> {
     match t.kind {
         // Loading reads the model (and may pull it): off the async runtime's threads.
         TeacherKind::Embedded => {
@@ -79,7 +78,7 @@ pub async fn check(a: CheckArgs) -> Result<(), Error> {
     let teacher_status = if a.no_probe {
         "not probed".to_string()
     } else {
-        probe(&*build_teacher(&l).await?).await?
+        probe(&*build_teacher(&l.cfg.teacher).await?).await?
     };
     let report = serde_json::json!({
         "config": a.config.config,
@@ -116,14 +115,26 @@ pub async fn exec(a: RunArgs) -> Result<(), Error> {
         None
     };
     let l = check::load(&a.config.config, &ov)?;
-    let teacher = build_teacher(&l).await?;
+    let teacher = build_teacher(&l.cfg.teacher).await?;
     probe(&*teacher).await?;
+    let judge_teacher = match &l.cfg.judge.teacher {
+        Some(t) if l.cfg.judge.enabled => {
+            let jt = build_teacher(t).await?;
+            probe(&*jt).await?;
+            Some(jt)
+        }
+        _ => None,
+    };
     let out = a
         .out
         .clone()
         .unwrap_or_else(|| l.cfg.out_root.join(&l.cfg.name));
     let plan = l.plan;
-    let sh = Arc::new(Shared::new(l.cfg, l.tax, l.schemas, l.prompts, teacher));
+    let mut sh = Shared::new(l.cfg, l.tax, l.schemas, l.prompts, teacher);
+    if let Some(schema) = l.judge_schema {
+        sh = sh.with_judge(judge_teacher, schema);
+    }
+    let sh = Arc::new(sh);
     let summary = engine::run(
         sh,
         &plan,
@@ -143,13 +154,13 @@ pub async fn exec(a: RunArgs) -> Result<(), Error> {
 }
 
 fn print_summary(s: &Summary) {
-    let done = s.accepted + s.rejected;
     println!(
-        "done: {} accepted, {} rejected of {} planned (yield {:.1}%){}",
+        "done: {} accepted, {} rejected of {} items attempted ({} planned; yield {:.1}%){}",
         s.accepted,
         s.rejected,
+        s.attempted,
         s.planned,
-        100.0 * s.accepted as f64 / done.max(1) as f64,
+        100.0 * s.accepted as f64 / s.attempted.max(1) as f64,
         if s.resumed_from > 0 {
             format!(", {} resumed from an earlier attempt", s.resumed_from)
         } else {
@@ -167,7 +178,7 @@ fn print_summary(s: &Summary) {
         s.stats.teacher.completion_tokens
     );
     let mut reasons: Vec<(&String, &u64)> = s.stats.rejected_by_reason.iter().collect();
-    reasons.sort_by(|a, b| b.1.cmp(a.1));
+    reasons.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
     if !reasons.is_empty() {
         let top: Vec<String> = reasons
             .iter()
@@ -175,6 +186,26 @@ fn print_summary(s: &Summary) {
             .map(|(r, n)| format!("{r} {n}"))
             .collect();
         println!("top rejection reasons: {}", top.join(", "));
+    }
+    let j = &s.stats.judge;
+    if j.judged > 0 {
+        let means: Vec<String> = j
+            .mean_accepted
+            .iter()
+            .map(|(d, m)| format!("{d} {m:.2}"))
+            .collect();
+        println!(
+            "judge: {} judged, mean spread {:.2}; accepted means: {}",
+            j.judged,
+            j.mean_spread,
+            means.join(", ")
+        );
+    }
+    if !s.cells_short.is_empty() {
+        println!("{} cell(s) short of their quota:", s.cells_short.len());
+        for (cell, why) in s.cells_short.iter().take(10) {
+            println!("  {cell}: {why}");
+        }
     }
     println!("output: {}", s.out_dir.display());
 }

@@ -1,27 +1,33 @@
 //! The generation engine: streams plan items through the stages with a cap on teacher
-//! requests in flight, sends outcomes over a bounded channel to one writer, and resumes
-//! from what a killed attempt left on disk (every planned item ends exactly once in the
-//! records or the rejects).
+//! requests in flight; one writer commits outcomes in scheduling order (so duplicate
+//! removal and quotas are deterministic whatever order items finish in), and reports
+//! each commit back to the scheduler, which refills cells short of their quota. A killed
+//! run resumes from what is on disk: every item scheduled ends exactly once in the
+//! records or the rejects.
 
 pub mod manifest;
 pub mod progress;
+pub mod quota;
 pub mod stats;
 pub mod worker;
 
 use crate::config::RunConfig;
 use crate::error::Error;
-use crate::plan::{Plan, PlanItem};
+use crate::plan::{Cell, Plan, PlanItem};
 use crate::prompt::Prompts;
+use crate::quality::dedup::{self, Dedup};
+use crate::quality::filters::FILTERS;
 use crate::record::{Record, Rejection};
-use crate::schemas::Schemas;
+use crate::schemas::{Schemas, TaskSchema};
 use crate::sink::{Found, Sinks};
 use crate::taxonomy::Taxonomy;
 use crate::teacher::retry::Backoff;
 use crate::teacher::Teacher;
 use anyhow::Context;
 use progress::{Counters, Mode, Reporter};
+use quota::Scheduler;
 use stats::Stats;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -38,6 +44,15 @@ pub struct Shared {
     pub requests: Semaphore,
     pub backoff: Backoff,
     pub progress: Arc<Counters>,
+    pub judge: Option<JudgeRuntime>,
+}
+
+/// The judge's teacher (the generator's unless `[judge.teacher]` names another, which
+/// then gets its own cap on requests in flight) and its verdict schema.
+pub struct JudgeRuntime {
+    pub teacher: Arc<dyn Teacher>,
+    pub requests: Option<Semaphore>,
+    pub schema: TaskSchema,
 }
 
 impl Shared {
@@ -56,12 +71,24 @@ impl Shared {
                 max: Duration::from_millis(e.backoff_max_ms),
             },
             progress: Arc::new(Counters::default()),
+            judge: None,
             cfg,
             tax,
             schemas,
             prompts,
             teacher,
         }
+    }
+
+    /// Judge with `teacher` (`None`: the generator's teacher) and the verdict `schema`.
+    pub fn with_judge(mut self, teacher: Option<Arc<dyn Teacher>>, schema: TaskSchema) -> Self {
+        let own = teacher.is_some();
+        self.judge = Some(JudgeRuntime {
+            teacher: teacher.unwrap_or_else(|| self.teacher.clone()),
+            requests: own.then(|| Semaphore::new(self.cfg.engine.concurrency)),
+            schema,
+        });
+        self
     }
 }
 
@@ -76,9 +103,13 @@ pub struct RunOptions {
 pub struct Summary {
     pub out_dir: PathBuf,
     pub planned: u64,
+    /// Items attempted in all (planned and refills, this attempt and earlier ones).
+    pub attempted: u64,
     pub resumed_from: u64,
     pub accepted: u64,
     pub rejected: u64,
+    /// Cells that ended short of their quota (`task/document/difficulty/format` -> why).
+    pub cells_short: BTreeMap<String, String>,
     pub elapsed_secs: f64,
     pub items_per_sec: f64,
     pub completion_tokens_per_sec: f64,
@@ -90,7 +121,14 @@ enum Outcome {
     Rejected(Rejection),
 }
 
-/// Generate every planned item not already on disk in `opts.out_dir`.
+/// What the writer tells the scheduler after making an outcome durable.
+struct Committed {
+    cell: Cell,
+    accepted: bool,
+}
+
+/// Generate every planned item not already on disk in `opts.out_dir` (and, with quotas,
+/// the refills that cells short of their target need).
 pub async fn run(sh: Arc<Shared>, plan: &Plan, opts: RunOptions) -> Result<Summary, Error> {
     let items: Vec<PlanItem> = match opts.limit {
         Some(n) => plan.items.iter().take(n).cloned().collect(),
@@ -99,103 +137,119 @@ pub async fn run(sh: Arc<Shared>, plan: &Plan, opts: RunOptions) -> Result<Summa
     let out = &opts.out_dir;
     manifest::begin(out, &sh, plan)?;
 
-    let mut stats = Stats {
-        planned: items.len() as u64,
-        ..Default::default()
-    };
+    let filters: Vec<(&str, &[&str])> = FILTERS
+        .iter()
+        .filter(|(name, _)| {
+            sh.cfg.filters.enabled && !sh.cfg.filters.disable.iter().any(|d| d == name)
+        })
+        .copied()
+        .collect();
+    let mut stats = Stats::new(items.len() as u64, &filters);
+    let mut sched = Scheduler::new(plan, &items, &sh.cfg.quota);
+    let mut dedup = Dedup::new(&sh.cfg.dedup);
     let mut done: HashSet<String> = HashSet::new();
-    let planned_ids: HashSet<&str> = items.iter().map(|i| i.id.as_str()).collect();
-    let mut sinks = Sinks::open(out, sh.cfg.engine.shard_size, |found| {
-        let id = match found {
-            Found::Record(r) if planned_ids.contains(r.id.as_str()) => {
-                stats.add_record(r);
-                &r.id
-            }
-            Found::Reject(j) if planned_ids.contains(j.id.as_str()) => {
-                stats.add_reject(j);
-                &j.id
-            }
-            Found::Record(r) => &r.id,
-            Found::Reject(j) => &j.id,
+    let sinks = Sinks::open(out, sh.cfg.engine.shard_size, |found| {
+        let (rec, accepted) = match found {
+            Found::Record(r) => (r, true),
+            Found::Reject(j) => (&j.record, false),
         };
-        done.insert(id.clone());
+        let rec: &Record = rec;
+        if sched.found(&rec.id, &rec.cell(), rec.cell_index, accepted) {
+            match found {
+                Found::Record(r) => {
+                    // Kept records of earlier attempts stay kept; later ones are checked
+                    // against them.
+                    let _ = dedup.check_insert(&r.id, &dedup::record_text(r));
+                    stats.add_record(r);
+                }
+                Found::Reject(j) => stats.add_reject(j),
+            }
+        }
+        done.insert(rec.id.clone());
     })
     .context("opening the output sinks")?;
-    let todo: Vec<PlanItem> = items
-        .into_iter()
-        .filter(|i| !done.contains(&i.id))
-        .collect();
     let resumed_from = stats.done();
+    sched.start(items, plan, &sh.tax, &done);
     if resumed_from > 0 && opts.mode != Mode::Quiet {
-        eprintln!(
-            "resuming: {resumed_from} item(s) already done, {} to go",
-            todo.len()
-        );
+        eprintln!("resuming: {resumed_from} item(s) already done");
     }
 
     let started = Instant::now();
     let reporter = Reporter::start(opts.mode, sh.progress.clone(), stats.planned, resumed_from);
     let cap = sh.cfg.engine.concurrency;
-    let (tx, mut rx) = mpsc::channel::<Outcome>(cap * 2);
+    let (tx, rx) = mpsc::channel::<(u64, Outcome)>(cap * 2);
+    let (events_tx, mut events) = mpsc::unbounded_channel::<Committed>();
+    let writer = {
+        let counters = sh.progress.clone();
+        tokio::task::spawn_blocking(move || write(rx, events_tx, sinks, stats, dedup, counters))
+    };
 
-    // Writer: the only owner of the sinks; counts outcomes as they become durable.
-    let counters = sh.progress.clone();
-    let writer = tokio::task::spawn_blocking(move || -> anyhow::Result<(Stats, Sinks)> {
-        while let Some(o) = rx.blocking_recv() {
-            match o {
-                Outcome::Accepted(r) => {
-                    sinks.accept(r.clone())?;
-                    stats.add_record(&r);
-                    counters.accepted.fetch_add(1, Ordering::Relaxed);
-                }
-                Outcome::Rejected(j) => {
-                    sinks.reject(&j)?;
-                    stats.add_reject(&j);
-                    counters.rejected.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            counters.done.fetch_add(1, Ordering::Relaxed);
-        }
-        Ok((stats, sinks))
-    });
-
-    // Producer: admit items while their number in progress stays bounded; each item
-    // flows through its stages on its own (no batch barriers).
-    let admission = Arc::new(Semaphore::new(cap * 2));
+    // Producer: keep at most `window` items between admission and commit; each item flows
+    // through its stages on its own (no batch barriers).
+    let window = cap * 2;
+    let (mut open, mut seq) = (0usize, 0u64);
     let mut tasks = tokio::task::JoinSet::new();
-    for item in todo {
-        let permit = admission
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("semaphore open");
-        let (sh, tx) = (sh.clone(), tx.clone());
-        tasks.spawn(async move {
-            let outcome = match worker::process(&sh, &item).await {
-                Ok(r) => Outcome::Accepted(r),
-                Err(j) => Outcome::Rejected(j),
-            };
-            let _ = tx.send(outcome).await;
-            drop(permit);
-        });
-        while tasks.try_join_next().is_some() {}
+    loop {
+        while open < window {
+            let Some(item) = sched.next() else { break };
+            let (sh, tx) = (sh.clone(), tx.clone());
+            let n = seq;
+            tasks.spawn(async move {
+                let outcome = match worker::process(&sh, &item).await {
+                    Ok(r) => Outcome::Accepted(r),
+                    Err(j) => Outcome::Rejected(j),
+                };
+                let _ = tx.send((n, outcome)).await;
+            });
+            seq += 1;
+            open += 1;
+        }
+        if open == 0 {
+            break;
+        }
+        tokio::select! {
+            ev = events.recv() => {
+                // The writer stopped (its error is reported below).
+                let Some(ev) = ev else { break };
+                open -= 1;
+                sched.committed(&ev.cell, ev.accepted, plan, &sh.tax, &done);
+            }
+            Some(joined) = tasks.join_next() => {
+                joined.context("a worker task panicked")?;
+            }
+        }
     }
     drop(tx);
     while let Some(r) = tasks.join_next().await {
         r.context("a worker task panicked")?;
     }
-    let (stats, sinks) = writer.await.context("writer task")??;
+    let (mut stats, sinks) = writer.await.context("writer task")??;
     sinks.finish()?;
     reporter.stop().await;
 
+    let mut cells_short = BTreeMap::new();
+    if sched.quotas_on() {
+        for (cell, c) in &sched.cells {
+            let cs = stats.cells.entry(cell.key()).or_default();
+            let status = quota::status(c, &cs.rejected_by_reason);
+            if status != "met" {
+                cells_short.insert(cell.key(), status.clone());
+            }
+            cs.target_accepted = Some(c.target as u64);
+            cs.item_budget = Some(c.budget as u64);
+            cs.status = Some(status);
+        }
+    }
     let elapsed = started.elapsed().as_secs_f64();
     let new_done = stats.done() - resumed_from;
     let summary = Summary {
         out_dir: out.clone(),
         planned: stats.planned,
+        attempted: stats.done(),
         resumed_from,
         accepted: stats.accepted,
         rejected: stats.rejected,
+        cells_short,
         elapsed_secs: elapsed,
         items_per_sec: new_done as f64 / elapsed.max(1e-9),
         completion_tokens_per_sec: sh.progress.tokens.load(Ordering::Relaxed) as f64
@@ -204,4 +258,54 @@ pub async fn run(sh: Arc<Shared>, plan: &Plan, opts: RunOptions) -> Result<Summa
     };
     manifest::finish(out, &summary)?;
     Ok(summary)
+}
+
+/// The writer: the only owner of the sinks. Commits outcomes in sequence order, dropping
+/// accepted records that duplicate an earlier kept one, and reports each commit.
+fn write(
+    mut rx: mpsc::Receiver<(u64, Outcome)>,
+    events: mpsc::UnboundedSender<Committed>,
+    mut sinks: Sinks,
+    mut stats: Stats,
+    mut dedup: Dedup,
+    counters: Arc<Counters>,
+) -> anyhow::Result<(Stats, Sinks)> {
+    let mut pending: BTreeMap<u64, Outcome> = BTreeMap::new();
+    let mut next = 0u64;
+    while let Some((n, o)) = rx.blocking_recv() {
+        pending.insert(n, o);
+        while let Some(o) = pending.remove(&next) {
+            next += 1;
+            let o = match o {
+                Outcome::Accepted(r) => match dedup.check_insert(&r.id, &dedup::record_text(&r)) {
+                    Ok(()) => Outcome::Accepted(r),
+                    Err(d) => Outcome::Rejected(Rejection {
+                        id: r.id.clone(),
+                        stage: "dedup".into(),
+                        reason: d.reason.into(),
+                        detail: format!("duplicate of {}", d.of),
+                        record: r,
+                    }),
+                },
+                rejected => rejected,
+            };
+            let (cell, accepted) = match &o {
+                Outcome::Accepted(r) => {
+                    sinks.accept(r.clone())?;
+                    stats.add_record(r);
+                    counters.accepted.fetch_add(1, Ordering::Relaxed);
+                    (r.cell(), true)
+                }
+                Outcome::Rejected(j) => {
+                    sinks.reject(j)?;
+                    stats.add_reject(j);
+                    counters.rejected.fetch_add(1, Ordering::Relaxed);
+                    (j.record.cell(), false)
+                }
+            };
+            counters.done.fetch_add(1, Ordering::Relaxed);
+            let _ = events.send(Committed { cell, accepted });
+        }
+    }
+    Ok((stats, sinks))
 }

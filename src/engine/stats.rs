@@ -1,13 +1,23 @@
-//! Run statistics: per stage `total / kept / dropped_<reason>`, teacher usage, and
-//! per-task / per-format counts. Fed by every outcome, including those found on resume.
+//! Run statistics: per stage and per filter `total / kept / dropped_<reason>`, per cell
+//! counts (with the quota outcome), judge score means, teacher usage, and per-task /
+//! per-format counts. Fed by every outcome, including those found on resume.
 
+use crate::quality::judge::DIMENSIONS;
 use crate::record::{Record, Rejection};
 use indexmap::IndexMap;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
 /// The stages an item passes, in order.
-pub const STAGES: [&str; 4] = ["document", "instruction", "answer", "validate"];
+pub const STAGES: [&str; 7] = [
+    "document",
+    "instruction",
+    "answer",
+    "validate",
+    "filter",
+    "judge",
+    "dedup",
+];
 
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct StageStats {
@@ -26,6 +36,65 @@ pub struct TeacherStats {
     pub latency_ms_total: u64,
 }
 
+/// One cell's outcomes. `target_accepted` and `status` are set when quotas are on.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct CellStats {
+    pub attempted: u64,
+    pub accepted: u64,
+    pub rejected_by_reason: BTreeMap<String, u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_accepted: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub item_budget: Option<u64>,
+    /// `met`, or why the cell fell short.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+}
+
+/// Judge score means (over accepted records, and over every judged record).
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct JudgeStats {
+    pub judged: u64,
+    pub mean_judged: BTreeMap<String, f64>,
+    pub mean_accepted: BTreeMap<String, f64>,
+    pub mean_spread: f64,
+    #[serde(skip)]
+    sums: [[f64; 5]; 2],
+    #[serde(skip)]
+    accepted: u64,
+    #[serde(skip)]
+    spread_sum: f64,
+}
+
+impl JudgeStats {
+    fn add(&mut self, r: &Record, accepted: bool) {
+        let scores = [r.quality, r.alignment, r.coherence, r.realism, r.difficulty];
+        if r.judge_samples == 0 || scores.iter().any(Option::is_none) {
+            return;
+        }
+        self.judged += 1;
+        self.spread_sum += r.judge_spread.unwrap_or(0.0);
+        self.accepted += accepted as u64;
+        for (i, s) in scores.iter().enumerate() {
+            let s = s.unwrap_or_default();
+            self.sums[0][i] += s;
+            if accepted {
+                self.sums[1][i] += s;
+            }
+        }
+        let mean = |sums: &[f64; 5], n: u64| -> BTreeMap<String, f64> {
+            DIMENSIONS
+                .iter()
+                .zip(sums)
+                .map(|(d, s)| (d.to_string(), s / n.max(1) as f64))
+                .collect()
+        };
+        self.mean_judged = mean(&self.sums[0], self.judged);
+        self.mean_accepted = mean(&self.sums[1], self.accepted);
+        self.mean_spread = self.spread_sum / self.judged as f64;
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Stats {
     pub planned: u64,
@@ -38,6 +107,13 @@ pub struct Stats {
     pub accepted_by_format: BTreeMap<String, u64>,
     pub accepted_by_difficulty: BTreeMap<u8, u64>,
     pub rejected_by_reason: BTreeMap<String, u64>,
+    #[serde(skip)]
+    filter_order: Vec<(String, Vec<String>)>,
+    /// Per heuristic filter, in run order: records checked, kept, dropped by reason.
+    pub filters: IndexMap<String, StageStats>,
+    pub judge: JudgeStats,
+    /// Per cell (`task/document/difficulty/format`).
+    pub cells: BTreeMap<String, CellStats>,
 }
 
 impl Default for Stats {
@@ -55,11 +131,52 @@ impl Default for Stats {
             accepted_by_format: BTreeMap::new(),
             accepted_by_difficulty: BTreeMap::new(),
             rejected_by_reason: BTreeMap::new(),
+            filter_order: Vec::new(),
+            filters: IndexMap::new(),
+            judge: JudgeStats::default(),
+            cells: BTreeMap::new(),
         }
     }
 }
 
+/// The stages at and after which records have passed generation and validation.
+const GATED: [&str; 3] = ["filter", "judge", "dedup"];
+
 impl Stats {
+    /// Empty stats that will report the given filters (name, reasons) in this order.
+    pub fn new(planned: u64, filters: &[(&str, &[&str])]) -> Stats {
+        let mut s = Stats {
+            planned,
+            ..Default::default()
+        };
+        s.filter_order = filters
+            .iter()
+            .map(|(f, reasons)| {
+                (
+                    f.to_string(),
+                    reasons.iter().map(|r| r.to_string()).collect(),
+                )
+            })
+            .collect();
+        s
+    }
+
+    /// Count a record that reached the filters: kept by each filter up to the one that
+    /// dropped it (`dropped_by`: its reject reason at stage `filter`).
+    fn add_filtered(&mut self, dropped_by: Option<&str>) {
+        for (name, reasons) in &self.filter_order {
+            let st = self.filters.entry(name.clone()).or_default();
+            st.total += 1;
+            match dropped_by {
+                Some(r) if reasons.iter().any(|x| x == r) => {
+                    *st.dropped.entry(format!("dropped_{r}")).or_default() += 1;
+                    return;
+                }
+                _ => st.kept += 1,
+            }
+        }
+    }
+
     fn usage(&mut self, r: &Record) {
         self.teacher.calls += r.attempts as u64;
         self.teacher.repairs += r.repairs as u64;
@@ -87,6 +204,11 @@ impl Stats {
             .accepted_by_difficulty
             .entry(r.difficulty_level)
             .or_default() += 1;
+        self.add_filtered(None);
+        self.judge.add(r, true);
+        let c = self.cells.entry(r.cell().key()).or_default();
+        c.attempted += 1;
+        c.accepted += 1;
         self.usage(r);
     }
 
@@ -104,6 +226,13 @@ impl Stats {
             st.kept += 1;
         }
         *self.rejected_by_reason.entry(j.reason.clone()).or_default() += 1;
+        if GATED.contains(&j.stage.as_str()) {
+            self.add_filtered((j.stage == "filter").then_some(j.reason.as_str()));
+        }
+        self.judge.add(&j.record, false);
+        let c = self.cells.entry(j.record.cell().key()).or_default();
+        c.attempted += 1;
+        *c.rejected_by_reason.entry(j.reason.clone()).or_default() += 1;
         self.usage(&j.record);
     }
 

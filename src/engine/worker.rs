@@ -2,16 +2,19 @@
 //! repair rounds for `json`). Each teacher call is retried by policy; the item ends as an
 //! accepted Record or a Rejection naming the stage and reason.
 
-use super::Shared;
+use super::{JudgeRuntime, Shared};
 use crate::config::ResponseFormatMode;
 use crate::plan::PlanItem;
 use crate::prompt::{self, Stage};
+use crate::quality::filters::{self, FilterCtx};
+use crate::quality::judge::{self, Verdict};
 use crate::record::{Record, Rejection, SCHEMA_NOTE};
 use crate::schemas;
 use crate::teacher::retry::{classify, Decision};
-use crate::teacher::{ChatRequest, TeacherError};
+use crate::teacher::{ChatRequest, Teacher, TeacherError};
 use crate::util::seed_from;
 use std::sync::atomic::Ordering;
+use tokio::sync::Semaphore;
 
 type Outcome = Result<Record, Rejection>;
 
@@ -63,6 +66,47 @@ pub fn new_record(sh: &Shared, item: &PlanItem) -> Record {
     }
 }
 
+/// Where a stage's request goes and with which sampling settings.
+struct Target<'a> {
+    teacher: &'a dyn Teacher,
+    requests: &'a Semaphore,
+    max_tokens: u32,
+    temperature: f32,
+    json_schema: Option<serde_json::Value>,
+}
+
+/// The generator teacher with its settings for `stage`.
+fn generator<'a>(sh: &'a Shared, rec: &Record, stage: Stage) -> Target<'a> {
+    let t = &sh.cfg.teacher;
+    let json_item = rec.output_format == "json" && matches!(stage, Stage::Answer | Stage::Repair);
+    Target {
+        teacher: &*sh.teacher,
+        requests: &sh.requests,
+        max_tokens: match stage {
+            Stage::Document => t.max_tokens.document,
+            Stage::Instruction => t.max_tokens.instruction,
+            _ => t.max_tokens.answer,
+        },
+        temperature: t.temperature,
+        json_schema: (json_item && t.response_format == ResponseFormatMode::Server)
+            .then(|| sh.schemas.get(&rec.task_type).map(|s| s.value.clone()))
+            .flatten(),
+    }
+}
+
+/// A generator stage: `call` with the generator teacher's settings.
+async fn generate(
+    sh: &Shared,
+    rec: &mut Record,
+    stage: Stage,
+    template: &str,
+    ctx: &serde_json::Value,
+    round: u32,
+) -> Result<String, (String, String)> {
+    let to = generator(sh, rec, stage);
+    call(sh, rec, stage, template, ctx, round, to).await
+}
+
 /// Render a stage's template and call the teacher, retrying by policy.
 async fn call(
     sh: &Shared,
@@ -71,13 +115,12 @@ async fn call(
     template: &str,
     ctx: &serde_json::Value,
     round: u32,
+    to: Target<'_>,
 ) -> Result<String, (String, String)> {
     let messages = sh
         .prompts
         .render(template, ctx)
         .map_err(|p| ("template_error".to_string(), p.to_string()))?;
-    let t = &sh.cfg.teacher;
-    let json_item = rec.output_format == "json" && matches!(stage, Stage::Answer | Stage::Repair);
     let seed = |attempt: u32| {
         rec.request_seed.map(|s| {
             (s + 1000 * stage as u64 + round as u64 + 7919 * (attempt as u64 - 1)) & 0x7fff_ffff
@@ -85,19 +128,13 @@ async fn call(
     };
     let mut req = ChatRequest {
         messages,
-        max_tokens: match stage {
-            Stage::Document => t.max_tokens.document,
-            Stage::Instruction => t.max_tokens.instruction,
-            Stage::Answer | Stage::Repair => t.max_tokens.answer,
-        },
-        temperature: t.temperature,
-        top_p: t.top_p,
+        max_tokens: to.max_tokens,
+        temperature: to.temperature,
+        top_p: sh.cfg.teacher.top_p,
         // Set per attempt: each attempt samples anew, as a seeded retry would otherwise
         // repeat a truncated or unusable answer exactly.
         seed: None,
-        json_schema: (json_item && t.response_format == ResponseFormatMode::Server)
-            .then(|| sh.schemas.get(&rec.task_type).map(|s| s.value.clone()))
-            .flatten(),
+        json_schema: to.json_schema,
         stage: stage.as_str(),
     };
     let mut attempt = 0;
@@ -106,10 +143,10 @@ async fn call(
         rec.attempts += 1;
         req.seed = seed(attempt);
         let (result, latency) = {
-            let _permit = sh.requests.acquire().await.expect("semaphore open");
+            let _permit = to.requests.acquire().await.expect("semaphore open");
             sh.progress.in_flight.fetch_add(1, Ordering::Relaxed);
             let t0 = std::time::Instant::now();
-            let r = sh.teacher.chat(&req).await;
+            let r = to.teacher.chat(&req).await;
             sh.progress.in_flight.fetch_sub(1, Ordering::Relaxed);
             (r, t0.elapsed())
         };
@@ -189,13 +226,111 @@ fn trim_to_sentence(text: &str, min_words: usize) -> Option<String> {
     (kept.split_whitespace().count() >= min_words).then(|| kept.to_string())
 }
 
-/// Run one item through every stage.
+/// Run one item through every stage: generation, then the quality gate (filters, judge).
+/// Deduplication and quotas are decided by the writer, in plan order.
 pub async fn process(sh: &Shared, item: &PlanItem) -> Outcome {
+    let rec = produce(sh, item).await?;
+    let cx = FilterCtx {
+        tax: &sh.tax,
+        schemas: &sh.schemas,
+        cfg: &sh.cfg.filters,
+    };
+    if let Err(d) = filters::check(&rec, &cx) {
+        let detail = format!("{}: {}", d.filter, d.detail);
+        return Err(reject(rec, "filter", d.reason, detail));
+    }
+    match &sh.judge {
+        Some(j) => judge(sh, j, rec, item).await,
+        None => Ok(rec),
+    }
+}
+
+/// Score a record with `samples` judge calls (concurrently), aggregate by median and
+/// apply the acceptance rule. The scores land in the record either way.
+async fn judge(sh: &Shared, j: &JudgeRuntime, mut rec: Record, item: &PlanItem) -> Outcome {
+    let cfg = &sh.cfg.judge;
+    let ctx = prompt::with(
+        prompt::base_context(&sh.tax, &sh.schemas, item),
+        &[
+            ("document", &rec.input),
+            ("instruction", &rec.instruction),
+            ("answer", &rec.output),
+        ],
+    );
+    let template = sh.prompts.template_for(Stage::Judge, item);
+    let sample = |k: u32| {
+        let (ctx, template) = (&ctx, &template);
+        let mut scratch = Record {
+            request_seed: rec.request_seed,
+            ..Default::default()
+        };
+        async move {
+            let to = Target {
+                teacher: &*j.teacher,
+                requests: j.requests.as_ref().unwrap_or(&sh.requests),
+                max_tokens: cfg.max_tokens,
+                temperature: cfg.temperature,
+                json_schema: Some(j.schema.value.clone()),
+            };
+            let verdict = call(sh, &mut scratch, Stage::Judge, template, ctx, k, to)
+                .await
+                .map_err(|(reason, detail)| format!("{reason}: {detail}"))
+                .and_then(|text| {
+                    let v = schemas::extract_json(&text)?;
+                    schemas::validate(&j.schema, &v)?;
+                    Verdict::from_json(&v)
+                });
+            (verdict, scratch)
+        }
+    };
+    let results = futures::future::join_all((0..cfg.samples).map(sample)).await;
+    let mut verdicts = Vec::new();
+    let mut errors = Vec::new();
+    for (verdict, scratch) in results {
+        rec.attempts += scratch.attempts;
+        rec.latency_ms += scratch.latency_ms;
+        rec.prompt_tokens += scratch.prompt_tokens;
+        rec.completion_tokens += scratch.completion_tokens;
+        match verdict {
+            Ok(v) => verdicts.push(v),
+            Err(e) => errors.push(e),
+        }
+    }
+    if (verdicts.len() as u32) < cfg.min_valid() {
+        let detail = format!(
+            "{} of {} judge samples valid (need {}): {}",
+            verdicts.len(),
+            cfg.samples,
+            cfg.min_valid(),
+            errors.join("; ")
+        );
+        return Err(reject(rec, "judge", "judge_failed", detail));
+    }
+    let agg = judge::aggregate(&verdicts);
+    let [q, a, c, r, d] = agg.scores;
+    (
+        rec.quality,
+        rec.alignment,
+        rec.coherence,
+        rec.realism,
+        rec.difficulty,
+    ) = (Some(q), Some(a), Some(c), Some(r), Some(d));
+    rec.judge_samples = agg.samples;
+    rec.judge_spread = Some(agg.spread);
+    rec.judge_rationale = Some(agg.rationale);
+    match judge::accept(cfg, &agg.scores) {
+        Ok(()) => Ok(rec),
+        Err(misses) => Err(reject(rec, "judge", "judge_below_threshold", misses)),
+    }
+}
+
+/// Generate an item's document, instruction and answer, and validate a `json` answer.
+async fn produce(sh: &Shared, item: &PlanItem) -> Outcome {
     let mut rec = new_record(sh, item);
     let base = prompt::base_context(&sh.tax, &sh.schemas, item);
 
     let tpl = sh.prompts.template_for(Stage::Document, item);
-    let document = match call(sh, &mut rec, Stage::Document, &tpl, &base, 0).await {
+    let document = match generate(sh, &mut rec, Stage::Document, &tpl, &base, 0).await {
         Ok(d) => d,
         Err((reason, detail)) => return Err(reject(rec, "document", &reason, detail)),
     };
@@ -203,7 +338,7 @@ pub async fn process(sh: &Shared, item: &PlanItem) -> Outcome {
 
     let ctx = prompt::with(base, &[("document", &document)]);
     let tpl = sh.prompts.template_for(Stage::Instruction, item);
-    let instruction = match call(sh, &mut rec, Stage::Instruction, &tpl, &ctx, 0).await {
+    let instruction = match generate(sh, &mut rec, Stage::Instruction, &tpl, &ctx, 0).await {
         Ok(i) => i,
         Err((reason, detail)) => return Err(reject(rec, "instruction", &reason, detail)),
     };
@@ -223,7 +358,7 @@ pub async fn process(sh: &Shared, item: &PlanItem) -> Outcome {
 
     let ctx = prompt::with(ctx, &[("instruction", &instruction)]);
     let tpl = sh.prompts.template_for(Stage::Answer, item);
-    let answer = match call(sh, &mut rec, Stage::Answer, &tpl, &ctx, 0).await {
+    let answer = match generate(sh, &mut rec, Stage::Answer, &tpl, &ctx, 0).await {
         Ok(a) => a,
         Err((reason, detail)) => return Err(reject(rec, "answer", &reason, detail)),
     };
@@ -256,7 +391,7 @@ pub async fn process(sh: &Shared, item: &PlanItem) -> Outcome {
                 ("validation_error", error),
             ],
         );
-        match call(sh, &mut rec, Stage::Repair, "repair.j2", &rctx, round).await {
+        match generate(sh, &mut rec, Stage::Repair, "repair.j2", &rctx, round).await {
             Ok(fixed) => {
                 rec.output = fixed;
                 verdict = check(&rec.output);

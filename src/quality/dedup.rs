@@ -8,6 +8,12 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields)]
 pub struct DedupConfig {}
 
+impl DedupConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Duplicate {
     /// `exact_duplicate` or `near_duplicate`.

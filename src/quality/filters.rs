@@ -8,7 +8,18 @@ use serde::{Deserialize, Serialize};
 /// `[filters]` in the run config.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FiltersConfig {}
+pub struct FiltersConfig {
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default)]
+    pub disable: Vec<String>,
+}
+
+impl FiltersConfig {
+    pub fn validate(&self) -> Vec<String> {
+        vec![]
+    }
+}
 
 pub struct FilterCtx<'a> {
     pub tax: &'a Taxonomy,

@@ -4,3 +4,4 @@
 pub mod dedup;
 pub mod filters;
 pub mod grounding;
+pub mod judge;

@@ -46,6 +46,7 @@ pub struct Sinks {
 }
 
 /// An outcome a previous attempt left on disk.
+#[derive(Clone, Copy)]
 pub enum Found<'a> {
     Record(&'a Record),
     Reject(&'a Rejection),

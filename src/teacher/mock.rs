@@ -36,6 +36,8 @@ pub struct MockOptions {
     pub rate_bad_answer: f64,
     /// finish_reason = "length" with a cut answer.
     pub rate_truncate: f64,
+    pub rate_low_judge: f64,
+    pub rate_duplicate: f64,
 }
 
 struct Shared {
@@ -161,6 +163,7 @@ async fn chat(
     }
     let bad_answer = roll(o.rate_bad_answer);
     let truncate = roll(o.rate_truncate);
+    let duplicate = roll(o.rate_duplicate);
     let req: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => {
@@ -199,8 +202,12 @@ async fn chat(
     };
     let mut content = match (stage, schema) {
         ("answer" | "repair", Some(_)) if bad_answer => json!({"unexpected": true}).to_string(),
-        ("answer" | "repair", Some(schema)) => instance(&schema, &mut rng).to_string(),
-        ("document", _) => document(&mut rng),
+        ("answer" | "repair", Some(schema)) => {
+            instance(&schema, "", &Source::from_prompt(&prompt), &mut rng).to_string()
+        }
+        ("judge", _) => verdict(&prompt, o, &mut rng).to_string(),
+        ("document", _) if duplicate => document(&prompt, &mut ChaCha8Rng::seed_from_u64(o.seed)),
+        ("document", _) => document(&prompt, &mut rng),
         ("instruction", _) => instruction(&prompt),
         _ => answer(&prompt, &mut rng),
     };
@@ -264,7 +271,23 @@ const MEDS: &[&str] = &[
     "prednisone 40 mg PO daily",
 ];
 
-fn document(rng: &mut ChaCha8Rng) -> String {
+/// Extra sentences a document draws on (without repeats) to reach its minimum length.
+const MORE: &[&str] = &[
+    "Social history: lives with spouse, former smoker with 20 pack-years, drinks alcohol rarely.",
+    "Family history: father with coronary artery disease in his sixties, mother with breast cancer.",
+    "Allergies: penicillin causes a rash; no known food allergies.",
+    "Review of systems: positive for fatigue and reduced appetite, negative for weight loss or night sweats.",
+    "Medications on admission included atorvastatin 20 mg nightly and aspirin 81 mg daily.",
+    "Nursing notes document good oral intake overnight and ambulation in the hallway with a walker.",
+    "Physical therapy evaluated the patient and recommended home exercises after discharge.",
+    "The case was discussed with the attending physician, who agreed with the current plan.",
+    "Repeat laboratory tests this morning showed a sodium of 136 and potassium of 4.1 mmol/L.",
+    "The patient and family were updated at the bedside and their questions were answered.",
+    "Code status was confirmed as full code after discussion with the patient.",
+    "Diet was advanced to a cardiac diet, which the patient tolerated without nausea.",
+];
+
+fn document(prompt: &str, rng: &mut ChaCha8Rng) -> String {
     let mut pick = |v: &[&'static str]| v[rng.random_range(0..v.len())];
     let (name, problem, med, med2) = (pick(NAMES), pick(PROBLEMS), pick(MEDS), pick(MEDS));
     let (day, mrn, age) = (
@@ -272,7 +295,18 @@ fn document(rng: &mut ChaCha8Rng) -> String {
         rng.random_range(100000..999999),
         rng.random_range(19..92),
     );
-    format!(
+    // The seed concept ("Central condition: <description> (ICD-10-CM <code>; ...") and the
+    // minimum length ("between <n> and ... words") the document prompt asks for.
+    let concept = prompt
+        .split_once("Central condition: ")
+        .and_then(|(_, r)| r.split_once("; chapter"))
+        .map(|(c, _)| c.replace("(ICD-10-CM ", "(ICD-10-CM code ").to_string());
+    let min_words: usize = prompt
+        .split_once("Length: between ")
+        .and_then(|(_, r)| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let mut text = format!(
         "Patient: {name}    MRN: {mrn}    Date: 2024-03-{day:02}\n\n\
          Chief complaint: shortness of breath and fatigue for 3 days.\n\n\
          History of present illness: {age}-year-old patient admitted with {problem}. \
@@ -281,15 +315,49 @@ fn document(rng: &mut ChaCha8Rng) -> String {
          Results: WBC 13.2 x10^9/L (high), creatinine 1.4 mg/dL, CXR with right lower lobe opacity.\n\n\
          Assessment and plan: {problem}. Start {med}; continue {med2}. Reassess in 48 hours; \
          follow up with primary care physician Dr. Patel within 1 week of discharge."
-    )
+    );
+    if let Some(c) = concept {
+        text.push_str(&format!("\n\nWorking diagnosis: {c})."));
+    }
+    let mut more: Vec<&str> = MORE.to_vec();
+    while text.split_whitespace().count() < min_words / 2 && !more.is_empty() {
+        let s = more.swap_remove(rng.random_range(0..more.len()));
+        text.push_str("\n\n");
+        text.push_str(s);
+    }
+    text
+}
+
+/// A judge verdict. Whether a record is "low" is decided by its prompt (the same for all
+/// its samples); each sample then varies by up to one point.
+fn verdict(prompt: &str, o: &MockOptions, rng: &mut ChaCha8Rng) -> Value {
+    let mut record = ChaCha8Rng::seed_from_u64(o.seed ^ hash64(prompt.as_bytes()));
+    let low = o.rate_low_judge > 0.0 && record.random::<f64>() < o.rate_low_judge;
+    let (base, noise) = if low { (1, 1) } else { (4, 1) };
+    let mut score = || base + rng.random_range(0..=noise);
+    json!({
+        "rationale": if low { "The answer is not supported by the document." } else { "Accurate, complete and well aligned with the instruction." },
+        "quality": score(), "alignment": score(), "coherence": score(),
+        "realism": score(), "difficulty": score(),
+    })
 }
 
 fn instruction(prompt: &str) -> String {
     let wants_json = prompt.contains("```json");
-    let mut s =
-        "Read the clinical document below and complete the task described: identify the relevant \
-                 findings, cite the supporting text, and be precise."
-            .to_string();
+    let line = |label: &str| {
+        prompt
+            .split_once(label)
+            .and_then(|(_, r)| r.lines().next())
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    };
+    let mut s = format!(
+        "{} task. {} Read the clinical document below and complete the task described: \
+         identify the relevant findings, cite the supporting text, and be precise.",
+        line("Task: "),
+        line("What the task is: ")
+    );
     if wants_json {
         s.push_str(" Answer with a single JSON object that conforms to this schema.");
     }
@@ -308,7 +376,45 @@ fn answer(prompt: &str, rng: &mut ChaCha8Rng) -> String {
 
 /// A deterministic instance of a (simple) JSON Schema: honours type, enum, const,
 /// examples, min/max lengths and items, minimum/maximum; includes every property.
-pub fn instance(schema: &Value, rng: &mut ChaCha8Rng) -> Value {
+/// What the mock's answers are grounded in: the words and ICD-10-CM codes of the
+/// `<document>` in the prompt (so spans occur in the input and codes exist).
+#[derive(Default)]
+pub struct Source {
+    words: Vec<String>,
+    codes: Vec<String>,
+}
+
+impl Source {
+    fn from_prompt(prompt: &str) -> Source {
+        let doc = prompt
+            .split_once("<document>")
+            .and_then(|(_, rest)| rest.split_once("</document>"))
+            .map_or("", |(d, _)| d);
+        let code = regex::Regex::new(r"ICD-10-CM code ([A-Z][0-9][0-9A-Z](\.[0-9A-Z]{1,4})?)")
+            .expect("valid");
+        Source {
+            words: doc.split_whitespace().map(str::to_string).collect(),
+            codes: code.captures_iter(doc).map(|c| c[1].to_string()).collect(),
+        }
+    }
+
+    /// A run of 2-4 consecutive document words, if there is a document.
+    fn span(&self, rng: &mut ChaCha8Rng, max_len: usize) -> Option<String> {
+        let n = rng.random_range(2..=4).min(self.words.len());
+        (n > 0).then(|| {
+            let start = rng.random_range(0..=self.words.len() - n);
+            let s = self.words[start..start + n].join(" ");
+            s.chars()
+                .take(max_len)
+                .collect::<String>()
+                .trim()
+                .to_string()
+        })
+    }
+}
+
+/// A schema instance with plausible values: `key` is the property name it fills.
+pub fn instance(schema: &Value, key: &str, src: &Source, rng: &mut ChaCha8Rng) -> Value {
     if let Some(c) = schema.get("const") {
         return c.clone();
     }
@@ -336,7 +442,7 @@ pub fn instance(schema: &Value, rng: &mut ChaCha8Rng) -> Value {
             let mut out = serde_json::Map::new();
             if let Some(props) = schema["properties"].as_object() {
                 for (k, v) in props {
-                    out.insert(k.clone(), instance(v, rng));
+                    out.insert(k.clone(), instance(v, k, src, rng));
                 }
             }
             Value::Object(out)
@@ -346,7 +452,11 @@ pub fn instance(schema: &Value, rng: &mut ChaCha8Rng) -> Value {
             let max = num("maxItems").unwrap_or(3.0) as usize;
             let min = min.max(1).min(max);
             let n = rng.random_range(min..=(min + 2).min(max).max(min));
-            Value::Array((0..n).map(|_| instance(&schema["items"], rng)).collect())
+            Value::Array(
+                (0..n)
+                    .map(|_| instance(&schema["items"], key, src, rng))
+                    .collect(),
+            )
         }
         "integer" => {
             let lo = num("minimum").unwrap_or(0.0) as i64;
@@ -361,6 +471,18 @@ pub fn instance(schema: &Value, rng: &mut ChaCha8Rng) -> Value {
         "boolean" => json!(rng.random::<bool>()),
         "null" => Value::Null,
         _ => {
+            let max = num("maxLength").unwrap_or(60.0) as usize;
+            let verbatim = schema["description"]
+                .as_str()
+                .is_some_and(|d| d.contains("verbatim") || d.contains("exactly from"));
+            if key == "code" && !src.codes.is_empty() {
+                return json!(src.codes[rng.random_range(0..src.codes.len())]);
+            }
+            if matches!(key, "text" | "evidence") || verbatim {
+                if let Some(span) = src.span(rng, max) {
+                    return json!(span);
+                }
+            }
             if let Some(ex) = schema
                 .get("examples")
                 .and_then(Value::as_array)
@@ -369,7 +491,6 @@ pub fn instance(schema: &Value, rng: &mut ChaCha8Rng) -> Value {
                 return ex.clone();
             }
             let min = num("minLength").unwrap_or(0.0) as usize;
-            let max = num("maxLength").unwrap_or(60.0) as usize;
             let words = [
                 "fever",
                 "cough",
