@@ -270,15 +270,24 @@ fn string_values<'v>(v: &'v Value, out: &mut Vec<&'v str>) {
     }
 }
 
-/// The answer's prose: the plain_text answer, or a json answer's string values, one a line.
-fn answer_text(rec: &Record) -> Cow<'_, str> {
+/// The answer's prose: the plain_text answer, or each string value of a json answer.
+fn answer_strings(rec: &Record) -> Vec<Cow<'_, str>> {
     match json_answer(rec) {
         Some(v) => {
             let mut out = Vec::new();
             string_values(&v, &mut out);
-            Cow::Owned(out.join("\n"))
+            out.into_iter().map(|s| Cow::Owned(s.to_string())).collect()
         }
-        None => Cow::Borrowed(&rec.output),
+        None => vec![Cow::Borrowed(rec.output.as_str())],
+    }
+}
+
+/// `answer_strings` as one text, one string a line.
+fn answer_text(rec: &Record) -> Cow<'_, str> {
+    let mut strings = answer_strings(rec);
+    match strings.len() {
+        1 => strings.pop().expect("one string"),
+        _ => Cow::Owned(strings.join("\n")),
     }
 }
 
@@ -420,18 +429,8 @@ impl Filter for Repetition {
     }
     fn check(&self, rec: &Record, cx: &FilterCtx) -> Verdict {
         // Each json string on its own: enum values legitimately repeat across items.
-        let mut texts = vec![("document", Cow::Borrowed(rec.input.as_str()))];
-        match json_answer(rec) {
-            Some(v) => {
-                let mut out = Vec::new();
-                string_values(&v, &mut out);
-                texts.extend(
-                    out.into_iter()
-                        .map(|s| ("answer", Cow::Owned(s.to_string()))),
-                );
-            }
-            None => texts.push(("answer", Cow::Borrowed(&rec.output))),
-        }
+        let answer = answer_strings(rec).into_iter().map(|s| ("answer", s));
+        let texts = std::iter::once(("document", Cow::Borrowed(rec.input.as_str()))).chain(answer);
         for (part, text) in texts {
             if let Some(d) = repetitive(&text, cx.cfg) {
                 return Verdict::Drop("repetitive", format!("{part}: {d}"));
