@@ -194,6 +194,11 @@ async fn chat(
                 .join("\n")
         })
         .unwrap_or_default();
+    let last = req["messages"]
+        .as_array()
+        .and_then(|m| m.last())
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or("");
     let schema = req["response_format"]["json_schema"]["schema"].clone();
     let schema = if schema.is_object() {
         Some(schema)
@@ -203,13 +208,13 @@ async fn chat(
     let mut content = match (stage, schema) {
         ("answer" | "repair", Some(_)) if bad_answer => json!({"unexpected": true}).to_string(),
         ("answer" | "repair", Some(schema)) => {
-            instance(&schema, "", &Source::from_prompt(&prompt), &mut rng).to_string()
+            instance(&schema, "", &Source::from_message(last), &mut rng).to_string()
         }
         ("judge", _) => verdict(&prompt, o, &mut rng).to_string(),
         ("document", _) if duplicate => document(&prompt, &mut ChaCha8Rng::seed_from_u64(o.seed)),
         ("document", _) => document(&prompt, &mut rng),
         ("instruction", _) => instruction(&prompt),
-        _ => answer(&prompt, &mut rng),
+        _ => answer(&prompt, &Source::from_message(last), &mut rng),
     };
     let mut finish = "stop";
     if truncate {
@@ -364,20 +369,25 @@ fn instruction(prompt: &str) -> String {
     s
 }
 
-fn answer(prompt: &str, rng: &mut ChaCha8Rng) -> String {
+fn answer(prompt: &str, src: &Source, rng: &mut ChaCha8Rng) -> String {
     let n = prompt.split_whitespace().count();
     let p = PROBLEMS[rng.random_range(0..PROBLEMS.len())];
+    let codes = if src.codes.is_empty() {
+        String::new()
+    } else {
+        format!(" Diagnosis codes (ICD-10-CM): {}.", src.codes.join(", "))
+    };
     format!(
         "The document describes a patient with {p}. Key findings: fever, tachycardia and an elevated white \
          cell count support an infectious process. The plan documented is appropriate; renal function should \
-         be monitored. (Based on a prompt of {n} words.)"
+         be monitored.{codes} (Based on a prompt of {n} words.)"
     )
 }
 
 /// A deterministic instance of a (simple) JSON Schema: honours type, enum, const,
 /// examples, min/max lengths and items, minimum/maximum; includes every property.
 /// What the mock's answers are grounded in: the words and ICD-10-CM codes of the
-/// `<document>` in the prompt (so spans occur in the input and codes exist).
+/// document in the prompt (so spans occur in the input and codes exist).
 #[derive(Default)]
 pub struct Source {
     words: Vec<String>,
@@ -385,11 +395,13 @@ pub struct Source {
 }
 
 impl Source {
-    fn from_prompt(prompt: &str) -> Source {
-        let doc = prompt
+    /// From the last message: the document itself (answer prompts) or the `<document>`
+    /// it quotes (repair prompts).
+    fn from_message(message: &str) -> Source {
+        let doc = message
             .split_once("<document>")
             .and_then(|(_, rest)| rest.split_once("</document>"))
-            .map_or("", |(d, _)| d);
+            .map_or(message, |(d, _)| d);
         let code = regex::Regex::new(r"ICD-10-CM code ([A-Z][0-9][0-9A-Z](\.[0-9A-Z]{1,4})?)")
             .expect("valid");
         Source {
