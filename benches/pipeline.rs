@@ -75,6 +75,7 @@ fn main() {
         .expect("run pipeline");
     let wall = started.elapsed().as_secs_f64();
     let _ = mock.kill();
+    let _ = mock.wait();
     assert!(
         o.status.success(),
         "pipeline failed: {}",

@@ -184,7 +184,7 @@ fn trim_to_sentence(text: &str, min_words: usize) -> Option<String> {
                     && text[i + 1..].starts_with(|n: char| n.is_whitespace()))
         })
         .map(|(i, c)| i + c.len_utf8())
-        .last()?;
+        .next_back()?;
     let kept = text[..end].trim();
     (kept.split_whitespace().count() >= min_words).then(|| kept.to_string())
 }
