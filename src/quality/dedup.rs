@@ -156,12 +156,6 @@ pub fn optimal_param(threshold: f64, num_perm: usize) -> (usize, usize) {
     best.1
 }
 
-impl DedupConfig {
-    pub fn validate(&self) -> Result<(), String> {
-        Ok(())
-    }
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct Duplicate {
     /// `exact_duplicate` or `near_duplicate`.
