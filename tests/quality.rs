@@ -58,6 +58,10 @@ fn assert_nothing_lost_or_duplicated(out: &Path) -> usize {
 }
 
 const GATE: &str = r#"
+[plan]
+# Two tasks, so items share instructions and duplicate documents make duplicate records.
+tasks = ["summarization", "question_answering"]
+
 [engine]
 concurrency = 6
 backoff_initial_ms = 5
@@ -70,7 +74,7 @@ samples = 3
 
 [quota]
 target_accepted = "plan"
-budget_factor = 6.0
+budget_factor = 10.0
 "#;
 
 fn gate_config(dir: &Path, url: &str, items: usize) -> std::path::PathBuf {
@@ -87,11 +91,11 @@ fn quotas_are_met_exactly_despite_bad_answers_low_judge_scores_and_duplicates() 
     let tmp = tempfile::tempdir().unwrap();
     let m = mock(&[
         "--rate-bad-answer",
-        "0.3",
+        "0.2",
         "--rate-low-judge",
-        "0.3",
+        "0.2",
         "--rate-duplicate",
-        "0.15",
+        "0.2",
     ]);
     let cfg = gate_config(tmp.path(), &m.url, 30);
     let out = tmp.path().join("out");
@@ -113,7 +117,7 @@ fn quotas_are_met_exactly_despite_bad_answers_low_judge_scores_and_duplicates() 
     // Rejects of every kind happened and were refilled.
     let rejs = rejects(&out);
     let reasons: HashSet<&str> = rejs.iter().map(|j| j.reason.as_str()).collect();
-    for want in ["judge_below_threshold", "exact_duplicate"] {
+    for want in ["judge_below_threshold", "exact_duplicate", "near_duplicate"] {
         assert!(reasons.contains(want), "no {want} among {reasons:?}");
     }
     assert!(
@@ -179,7 +183,7 @@ fn a_cell_that_cannot_meet_its_quota_says_why() {
     // Every judged record scores low: nothing can be accepted.
     let m = mock(&["--rate-low-judge", "1.0"]);
     let cfg = gate_config(tmp.path(), &m.url, 3);
-    edit(&cfg, "budget_factor = 6.0", "budget_factor = 2.0");
+    edit(&cfg, "budget_factor = 10.0", "budget_factor = 2.0");
     let out = tmp.path().join("out");
     let o = run_to(&cfg, &out, &["--json"]);
     assert!(o.status.success(), "run failed: {}", stderr(&o));
@@ -248,7 +252,12 @@ fn killed_quota_run_resumes_to_exact_quotas_without_duplicates() {
 fn dedup_outcome(concurrency: &str, latency: &str) -> (Vec<String>, Vec<(String, String)>) {
     let tmp = tempfile::tempdir().unwrap();
     let m = mock(&["--rate-duplicate", "0.4", "--latency-ms", latency]);
-    let cfg = config(tmp.path(), &m.url, 24, "");
+    let cfg = config(
+        tmp.path(),
+        &m.url,
+        24,
+        "\n[plan]\ntasks = [\"simplification\", \"classification\"]\n",
+    );
     let out = tmp.path().join("out");
     let o = run_to(&cfg, &out, &["--quiet", "--concurrency", concurrency]);
     assert!(o.status.success(), "run failed: {}", stderr(&o));

@@ -211,7 +211,7 @@ async fn chat(
             instance(&schema, "", &Source::from_message(last), &mut rng).to_string()
         }
         ("judge", _) => verdict(&prompt, o, &mut rng).to_string(),
-        ("document", _) if duplicate => document(&prompt, &mut ChaCha8Rng::seed_from_u64(o.seed)),
+        ("document", _) if duplicate => duplicate_document(o.seed, &mut rng),
         ("document", _) => document(&prompt, &mut rng),
         ("instruction", _) => instruction(&prompt),
         _ => answer(&prompt, &Source::from_message(last), &mut rng),
@@ -291,6 +291,20 @@ const MORE: &[&str] = &[
     "Code status was confirmed as full code after discussion with the patient.",
     "Diet was advanced to a cardiac diet, which the patient tolerated without nausea.",
 ];
+
+/// One fixed document (padded with every extra sentence), half the time with an addendum:
+/// exact and near duplicates across items.
+fn duplicate_document(seed: u64, rng: &mut ChaCha8Rng) -> String {
+    let mut text = document("", &mut ChaCha8Rng::seed_from_u64(seed));
+    for s in MORE {
+        text.push_str("\n\n");
+        text.push_str(s);
+    }
+    if rng.random::<bool>() {
+        text.push_str("\n\nAddendum: chart reviewed again by the covering physician today.");
+    }
+    text
+}
 
 fn document(prompt: &str, rng: &mut ChaCha8Rng) -> String {
     let mut pick = |v: &[&'static str]| v[rng.random_range(0..v.len())];
