@@ -17,6 +17,14 @@ fn embedded_teacher_runs_the_pipeline_end_to_end() {
 device = "cpu"
 max_batch = 8
 repetition_penalty = 1.1
+
+# The embedded model judges too (2 samples). A 135M model's scores say little, so the
+# thresholds are at the floor: this checks the mechanics (constrained verdicts, medians).
+[judge]
+enabled = true
+samples = 2
+min = { quality = 1 }
+min_mean = 1.0
 "#,
     );
     edit(&cfg, "kind = \"openai\"", "kind = \"embedded\"");
@@ -40,7 +48,21 @@ repetition_penalty = 1.1
 
     assert_exactly_once(&out, &planned_ids(&cfg, Some(6)));
     let recs = records(&out);
-    assert!(!recs.is_empty(), "nothing accepted: {:?}", rejects(&out));
+    let rejs = rejects(&out);
+    assert!(!recs.is_empty(), "nothing accepted: {rejs:?}");
+    // Every item that passed the filters was judged (rejects at the judge keep scores).
+    for r in recs.iter().chain(
+        rejs.iter()
+            .filter(|j| j.stage == "judge")
+            .map(|j| &j.record),
+    ) {
+        assert!(r.judge_samples >= 1, "{}: not judged", r.id);
+        let scores = [r.quality, r.alignment, r.coherence, r.realism, r.difficulty];
+        assert!(
+            scores.iter().all(|s| (1.0..=5.0).contains(&s.unwrap())),
+            "{scores:?}"
+        );
+    }
     let tax = mediflow::taxonomy::load(&repo().join("taxonomy")).unwrap();
     let schemas = mediflow::schemas::Schemas::load(&repo().join("schemas"), &tax).unwrap();
     for r in &recs {
@@ -55,7 +77,7 @@ repetition_penalty = 1.1
         }
     }
     // No rejection is a schema failure: the grammar makes those impossible.
-    for rj in rejects(&out) {
+    for rj in &rejs {
         assert!(
             rj.reason != "schema_invalid" && rj.reason != "invalid_json",
             "{rj:?}"

@@ -20,12 +20,20 @@ pub struct PlanArgs {
     pub json: bool,
 }
 
+/// Completion tokens of one judge verdict (a short rationale and five scores).
+const JUDGE_TOKENS: f64 = 80.0;
+
 /// Rough token counts: ~4 characters per token for prompts; documents sized by their
 /// type's word range, ~1.35 tokens per word.
 pub fn estimate(l: &Loaded, items: &[PlanItem]) -> serde_json::Value {
     let sample: Vec<&PlanItem> = items.iter().step_by((items.len() / 2000).max(1)).collect();
     let scale = items.len() as f64 / sample.len().max(1) as f64;
     let (mut prompt_tok, mut completion_tok) = (0f64, 0f64);
+    let judge_samples = if l.cfg.judge.enabled {
+        l.cfg.judge.samples as usize
+    } else {
+        0
+    };
     for it in &sample {
         let doc = l.tax.document(&it.document).expect("planned");
         let doc_tokens = (doc.length_words[0] + doc.length_words[1]) as f64 / 2.0 * 1.35;
@@ -33,9 +41,14 @@ pub fn estimate(l: &Loaded, items: &[PlanItem]) -> serde_json::Value {
         let instr_tokens = 80.0;
         let answer_tokens = if it.format == "json" { 250.0 } else { 300.0 };
         let base = prompt::base_context(&l.tax, &l.schemas, it);
+        let fake_answer = "word ".repeat((answer_tokens / 1.35) as usize);
         let ctx = prompt::with(
             base.clone(),
-            &[("document", &fake_doc), ("instruction", "x")],
+            &[
+                ("document", &fake_doc),
+                ("instruction", "x"),
+                ("answer", &fake_answer),
+            ],
         );
         let chars = |stage: Stage, ctx: &serde_json::Value| -> f64 {
             l.prompts
@@ -49,14 +62,18 @@ pub fn estimate(l: &Loaded, items: &[PlanItem]) -> serde_json::Value {
             / 4.0
             + instr_tokens;
         completion_tok += doc_tokens + instr_tokens + answer_tokens;
+        if judge_samples > 0 {
+            prompt_tok += judge_samples as f64 * (chars(Stage::Judge, &ctx) / 4.0 + instr_tokens);
+            completion_tok += judge_samples as f64 * JUDGE_TOKENS;
+        }
     }
     let json_items = items.iter().filter(|i| i.format == "json").count();
     json!({
-        "teacher_calls": items.len() * 3,
-        "teacher_calls_max_with_repairs": items.len() * 3 + json_items * l.cfg.engine.repair_attempts as usize,
+        "teacher_calls": items.len() * (3 + judge_samples),
+        "teacher_calls_max_with_repairs": items.len() * (3 + judge_samples) + json_items * l.cfg.engine.repair_attempts as usize,
         "prompt_tokens": (prompt_tok * scale).round() as u64,
         "completion_tokens": (completion_tok * scale).round() as u64,
-        "method": "prompts rendered from the templates (4 chars/token), documents at the middle of their word range (1.35 tokens/word); excludes retries",
+        "method": "prompts rendered from the templates (4 chars/token), documents at the middle of their word range (1.35 tokens/word); judge verdicts ~80 tokens; excludes retries and quota refills",
     })
 }
 

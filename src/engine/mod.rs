@@ -174,6 +174,7 @@ pub async fn run(sh: Arc<Shared>, plan: &Plan, opts: RunOptions) -> Result<Summa
         eprintln!("resuming: {resumed_from} item(s) already done");
     }
 
+    sh.progress.total.store(sched.issued(), Ordering::Relaxed);
     let started = Instant::now();
     let reporter = Reporter::start(opts.mode, sh.progress.clone(), stats.planned, resumed_from);
     let cap = sh.cfg.engine.concurrency;
@@ -213,6 +214,7 @@ pub async fn run(sh: Arc<Shared>, plan: &Plan, opts: RunOptions) -> Result<Summa
                 let Some(ev) = ev else { break };
                 open -= 1;
                 sched.committed(&ev.cell, ev.accepted, plan, &sh.tax, &done);
+                sh.progress.total.store(sched.issued(), Ordering::Relaxed);
             }
             Some(joined) = tasks.join_next() => {
                 joined.context("a worker task panicked")?;

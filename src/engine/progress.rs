@@ -16,6 +16,8 @@ pub struct Counters {
     pub retries: AtomicU64,
     /// Completion tokens received this session.
     pub tokens: AtomicU64,
+    /// Items of the run known so far, done or not (grows as quota refills are scheduled).
+    pub total: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +72,7 @@ impl Reporter {
             };
             let mut last = false;
             loop {
+                let total = c.total.load(Ordering::Relaxed).max(total);
                 let secs = started.elapsed().as_secs_f64().max(1e-3);
                 let done = c.done.load(Ordering::Relaxed);
                 let tok_s = c.tokens.load(Ordering::Relaxed) as f64 / secs;
@@ -83,6 +86,7 @@ impl Reporter {
                 );
                 match &bar {
                     Some(b) => {
+                        b.set_length(total);
                         b.set_position(already + done);
                         b.set_message(msg);
                     }

@@ -149,6 +149,11 @@ impl Scheduler {
         }
     }
 
+    /// Items of the run so far: found on disk, queued, in flight or done.
+    pub fn issued(&self) -> u64 {
+        self.cells.values().map(|c| c.issued as u64).sum()
+    }
+
     pub fn quotas_on(&self) -> bool {
         self.exact
     }
