@@ -306,6 +306,7 @@ pub struct Dedup {
 }
 
 impl Dedup {
+    /// `cfg` must pass [`DedupConfig::validate`].
     pub fn new(cfg: &DedupConfig) -> Self {
         let sketcher = Sketcher::new(cfg);
         let bands = (0..sketcher.a.len() / sketcher.rows)
