@@ -164,7 +164,7 @@ struct Planted {
     exact: bool,
 }
 
-/// `n` records `(id, text)` in id order, and the planted duplicates by index.
+/// `a.records` records `(id, text)` in id order, and the planted duplicates by index.
 fn generate(a: &DedupBench) -> (Vec<(String, String)>, HashMap<usize, Planted>) {
     let mut rng = ChaCha8Rng::seed_from_u64(a.seed);
     let mut items: Vec<(String, String)> = Vec::with_capacity(a.records);
@@ -220,7 +220,7 @@ fn jaccard(a: &str, b: &str, n: usize) -> f64 {
 /// Fraction of the planted duplicates that `found` holds, over those `which` selects.
 fn recall(
     planted: &HashMap<usize, Planted>,
-    ids: &[(String, String)],
+    items: &[(String, String)],
     found: &HashSet<&str>,
     which: impl Fn(usize, &Planted) -> bool,
 ) -> f64 {
@@ -231,7 +231,7 @@ fn recall(
         .collect();
     let hit = sel
         .iter()
-        .filter(|i| found.contains(ids[**i].0.as_str()))
+        .filter(|i| found.contains(items[**i].0.as_str()))
         .count();
     hit as f64 / sel.len().max(1) as f64
 }
