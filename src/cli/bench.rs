@@ -1,7 +1,7 @@
 //! `mediflow bench teacher`: prompt and generation tokens/s of the embedded teacher, single
 //! stream and aggregate at several batch sizes, peak memory; and, in the same run when
 //! given `--llama-bench`, llama.cpp's `llama-bench` on the same GGUF and thread count
-//! (scripts/bench-teacher.sh builds it), with the ratios.
+//! (scripts/bench-teacher.sh builds it), with the ratios. `bench dedup`: bench_dedup.rs.
 
 use crate::error::Error;
 use crate::teacher::embedded::config::{EmbeddedConfig, Weights};
@@ -25,6 +25,8 @@ pub struct BenchArgs {
 pub enum BenchCmd {
     /// Benchmark the embedded teacher (and llama.cpp on the same file).
     Teacher(TeacherBench),
+    /// Benchmark deduplication on synthetic records (and datasketch's results on them).
+    Dedup(super::bench_dedup::DedupBench),
 }
 
 #[derive(Args)]
@@ -68,16 +70,6 @@ fn params(max_tokens: usize, seed: u64) -> GenParams {
         ignore_eos: true,
         ..Default::default()
     }
-}
-
-fn peak_rss_mb() -> f64 {
-    // SAFETY: getrusage only writes into the struct we pass.
-    let ru = unsafe {
-        let mut ru: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
-        ru
-    };
-    ru.ru_maxrss as f64 / 1024.0
 }
 
 /// llama-bench's JSON: one entry per test; `n_prompt` > 0 is prompt processing, `n_gen` > 0 generation.
@@ -133,7 +125,10 @@ fn text_of_tokens(teacher: &EmbeddedTeacher, filler: &str, tokens: usize) -> Res
 }
 
 pub async fn exec(a: BenchArgs) -> Result<(), Error> {
-    let BenchCmd::Teacher(a) = a.cmd;
+    let a = match a.cmd {
+        BenchCmd::Teacher(a) => a,
+        BenchCmd::Dedup(d) => return super::bench_dedup::exec(d),
+    };
     let weights: Weights = serde_json::from_value(json!(a.weights)).map_err(|_| {
         Error::Other(anyhow::anyhow!(
             "--weights: expected auto, native, q8_0, f16 or f32"
@@ -218,7 +213,7 @@ pub async fn exec(a: BenchArgs) -> Result<(), Error> {
         "prompt_tokens": n_prompt,
         "prompt_tok_s": pp_best,
         "generation": rows.iter().map(|(b, n, w, t)| json!({"batch": b, "generated": n, "wall_s": w, "tok_s": t})).collect::<Vec<_>>(),
-        "peak_rss_mb": peak_rss_mb(),
+        "peak_rss_mb": super::peak_rss_mb(),
         "llama_bench": llama.map(|(pp, tg)| json!({"prompt_tok_s": pp, "gen_tok_s": tg})),
         "ratios": llama.map(|(pp, tg)| json!({
             "prompt": pp_best / pp,
@@ -234,7 +229,7 @@ pub async fn exec(a: BenchArgs) -> Result<(), Error> {
     println!(
         "load {:.2}s, peak RSS {:.0} MB, {} threads",
         teacher.load_time().as_secs_f64(),
-        peak_rss_mb(),
+        super::peak_rss_mb(),
         a.threads
     );
     println!("prompt processing ({n_prompt} tokens): {pp_best:.1} tok/s");

@@ -2,6 +2,8 @@
 //! and is a thin layer over the library.
 
 mod bench;
+mod bench_dedup;
+mod dedup;
 mod inspect;
 mod mock;
 mod model;
@@ -38,9 +40,12 @@ enum Cmd {
     MockTeacher(mock::MockArgs),
     /// Show counts, sample rows and rejection reasons of a run directory.
     Inspect(inspect::InspectArgs),
+    /// Drop exact and near duplicates from a run's records into a new run directory.
+    Dedup(dedup::DedupArgs),
     /// Obtain or list the embedded teacher's models.
     Model(model::ModelArgs),
-    /// Benchmarks (`bench teacher`: the embedded teacher vs llama.cpp).
+    /// Benchmarks (`bench teacher`: the embedded teacher vs llama.cpp; `bench dedup`:
+    /// deduplication vs datasketch).
     Bench(bench::BenchArgs),
 }
 
@@ -98,6 +103,7 @@ pub fn main() -> i32 {
             Cmd::Run(a) => run::exec(a).await,
             Cmd::MockTeacher(a) => mock::exec(a).await,
             Cmd::Inspect(a) => inspect::exec(a),
+            Cmd::Dedup(a) => dedup::exec(a),
             Cmd::Model(a) => model::exec(a),
             Cmd::Bench(a) => bench::exec(a).await,
         }
@@ -114,4 +120,15 @@ pub fn main() -> i32 {
 /// Print pretty JSON to stdout.
 pub fn print_json(v: &impl serde::Serialize) {
     println!("{}", serde_json::to_string_pretty(v).expect("serializable"));
+}
+
+/// Peak resident memory of this process so far in MB (getrusage's ru_maxrss: Linux's VmHWM).
+pub fn peak_rss_mb() -> f64 {
+    // SAFETY: getrusage only writes into the struct we pass.
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
+        ru
+    };
+    ru.ru_maxrss as f64 / 1024.0
 }
