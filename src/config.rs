@@ -384,7 +384,7 @@ impl RunConfig {
         if self.quota.target_accepted == Some(QuotaTarget::Each(0)) {
             bad("`quota.target_accepted` must be at least 1 (or \"plan\")".into());
         }
-        if !(self.quota.budget_factor >= 1.0) {
+        if self.quota.budget_factor.is_nan() || self.quota.budget_factor < 1.0 {
             bad("`quota.budget_factor` must be at least 1".into());
         }
         for m in self.filters.validate() {

@@ -192,7 +192,7 @@ pub async fn run(sh: Arc<Shared>, plan: &Plan, opts: RunOptions) -> Result<Summa
     let mut tasks = tokio::task::JoinSet::new();
     loop {
         while open < window {
-            let Some(item) = sched.next() else { break };
+            let Some(item) = sched.next_item() else { break };
             let (sh, tx) = (sh.clone(), tx.clone());
             let n = seq;
             tasks.spawn(async move {

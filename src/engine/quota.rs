@@ -128,7 +128,7 @@ impl Scheduler {
         }
     }
 
-    pub fn next(&mut self) -> Option<PlanItem> {
+    pub fn next_item(&mut self) -> Option<PlanItem> {
         self.queue.pop_front()
     }
 
