@@ -129,7 +129,7 @@ fn normalize(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::filters::tests::{fixture, json_record, reason, record, NOTE};
+    use super::super::filters::tests::{json_record, reason, record, run_with, NOTE};
     use crate::record::Record;
     use serde_json::{json, Value};
 
@@ -185,14 +185,7 @@ mod tests {
         // I10 shares the circulatory chapter with I50.23.
         assert_eq!(reason(&coding_json(&["J18.9", "I10"], "I50.23")), None);
         let rec = coding_json(&["J18.9", "E11.9"], "I50.23");
-        let (tax, schemas) = fixture();
-        let cfg = Default::default();
-        let cx = super::FilterCtx {
-            tax,
-            schemas,
-            cfg: &cfg,
-        };
-        let d = super::super::filters::check(&rec, &cx).unwrap_err();
+        let d = run_with(&rec, &Default::default()).unwrap_err();
         assert_eq!(
             (d.filter, d.reason),
             ("grounding", "implausible_icd10_code")
@@ -231,16 +224,7 @@ mod tests {
             reason(&ner(&["shortness of breath", "Bibasilar  CRACKLES"])),
             None
         );
-        let d = {
-            let (tax, schemas) = fixture();
-            let cfg = Default::default();
-            let cx = super::FilterCtx {
-                tax,
-                schemas,
-                cfg: &cfg,
-            };
-            super::super::filters::check(&ner(&["ankle edema", "pleural rub"]), &cx).unwrap_err()
-        };
+        let d = run_with(&ner(&["ankle edema", "pleural rub"]), &Default::default()).unwrap_err();
         assert_eq!(d.reason, "span_not_in_input");
         assert!(
             d.detail.contains("entities[1]") && d.detail.contains("pleural rub"),
