@@ -189,16 +189,20 @@ fn print_summary(s: &Summary) {
     }
     let j = &s.stats.judge;
     if j.judged > 0 {
-        let means: Vec<String> = j
-            .mean_accepted
-            .iter()
-            .map(|(d, m)| format!("{d} {m:.2}"))
-            .collect();
+        let means = |m: &std::collections::BTreeMap<String, f64>| -> String {
+            let v: Vec<String> = m.iter().map(|(d, x)| format!("{d} {x:.2}")).collect();
+            v.join(", ")
+        };
         println!(
-            "judge: {} judged, mean spread {:.2}; accepted means: {}",
+            "judge: {} judged, mean spread {:.2}; means over the judged: {}{}",
             j.judged,
             j.mean_spread,
-            means.join(", ")
+            means(&j.mean_judged),
+            if j.mean_accepted.is_empty() {
+                String::new()
+            } else {
+                format!("; over the accepted: {}", means(&j.mean_accepted))
+            }
         );
     }
     if !s.cells_short.is_empty() {

@@ -153,7 +153,6 @@ pub async fn run(sh: Arc<Shared>, plan: &Plan, opts: RunOptions) -> Result<Summa
             Found::Record(r) => (r, true),
             Found::Reject(j) => (&j.record, false),
         };
-        let rec: &Record = rec;
         if sched.found(&rec.id, &rec.cell(), rec.cell_index, accepted) {
             match found {
                 Found::Record(r) => {

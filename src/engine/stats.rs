@@ -49,9 +49,12 @@ pub struct CellStats {
     /// `met`, or why the cell fell short.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
+    #[serde(skip_serializing_if = "JudgeStats::is_empty")]
+    pub judge: JudgeStats,
 }
 
-/// Judge score means (over accepted records, and over every judged record).
+/// Judge score means (over every judged record, and over the accepted ones: empty while
+/// none is accepted).
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct JudgeStats {
     pub judged: u64,
@@ -67,6 +70,10 @@ pub struct JudgeStats {
 }
 
 impl JudgeStats {
+    fn is_empty(&self) -> bool {
+        self.judged == 0
+    }
+
     fn add(&mut self, r: &Record, accepted: bool) {
         let scores = [r.quality, r.alignment, r.coherence, r.realism, r.difficulty];
         if r.judge_samples == 0 || scores.iter().any(Option::is_none) {
@@ -90,7 +97,9 @@ impl JudgeStats {
                 .collect()
         };
         self.mean_judged = mean(&self.sums[0], self.judged);
-        self.mean_accepted = mean(&self.sums[1], self.accepted);
+        if self.accepted > 0 {
+            self.mean_accepted = mean(&self.sums[1], self.accepted);
+        }
         self.mean_spread = self.spread_sum / self.judged as f64;
     }
 }
@@ -209,6 +218,7 @@ impl Stats {
         let c = self.cells.entry(r.cell().key()).or_default();
         c.attempted += 1;
         c.accepted += 1;
+        c.judge.add(r, true);
         self.usage(r);
     }
 
@@ -232,6 +242,7 @@ impl Stats {
         self.judge.add(&j.record, false);
         let c = self.cells.entry(j.record.cell().key()).or_default();
         c.attempted += 1;
+        c.judge.add(&j.record, false);
         *c.rejected_by_reason.entry(j.reason.clone()).or_default() += 1;
         self.usage(&j.record);
     }
