@@ -69,6 +69,29 @@ fn unknown_and_invalid_config_values_are_all_reported_at_once() {
             "`engine.shard_size` must be at least 1",
         ],
     );
+    // The quality gate's tables are checked the same way, all at once.
+    let gate = "\n[filters]\ndisable = [\"nope\"]\n\n[judge]\nenabled = true\nsamples = 0\n\
+                min = { tone = 3 }\n\n[dedup]\nthreshold = 1.5\n\n[quota]\ntarget_accepted = 0\n";
+    let cfg = config(tmp.path(), DEAD_URL, 4, gate);
+    expect_input_error(
+        &cfg,
+        &[
+            "nope",
+            "`judge.samples` must be at least 1",
+            "unknown dimension \"tone\"",
+            "threshold",
+            "`quota.target_accepted` must be at least 1",
+        ],
+    );
+    // A judge verdict schema that is not there is an input error too (before any call).
+    let bad = tmp.path().join("verdict.schema.json");
+    std::fs::write(&bad, "{ not json").unwrap();
+    let judge = format!(
+        "\n[judge]\nenabled = true\nschema = {:?}\n",
+        bad.display().to_string()
+    );
+    let cfg = config(tmp.path(), DEAD_URL, 4, &judge);
+    expect_input_error(&cfg, &["verdict.schema.json", "invalid JSON"]);
 }
 
 #[test]

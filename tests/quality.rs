@@ -158,7 +158,10 @@ fn quotas_are_met_exactly_despite_bad_answers_low_judge_scores_and_duplicates() 
     for (c, v) in stats["cells"].as_object().unwrap() {
         assert_eq!(v["status"], "met", "{c}");
         assert_eq!(v["accepted"], v["target_accepted"], "{c}");
-        assert!(v["judge"]["mean_accepted"]["quality"].as_f64().unwrap() >= 3.0, "{c}");
+        assert!(
+            v["judge"]["mean_accepted"]["quality"].as_f64().unwrap() >= 3.0,
+            "{c}"
+        );
     }
     for (f, v) in stats["filters"].as_object().unwrap() {
         let dropped: u64 = v
