@@ -7,6 +7,7 @@
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod dpo;
 pub mod engine;
 pub mod error;
 pub mod plan;
