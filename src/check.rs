@@ -146,7 +146,7 @@ fn smoke_render(tax: &Taxonomy, schemas: &Schemas, prompts: &Prompts, judge: boo
                                 ("instruction", "Sample instruction."),
                             ],
                         ),
-                        Stage::Repair | Stage::Judge => full.clone(),
+                        Stage::Repair | Stage::Judge | Stage::Inject => full.clone(),
                     };
                     if let Err(p) = prompts.render(&name, &ctx) {
                         if !problems.contains(&p) {

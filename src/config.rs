@@ -37,6 +37,9 @@ pub struct RunConfig {
     pub dedup: crate::quality::dedup::DedupConfig,
     #[serde(default)]
     pub quota: QuotaConfig,
+    /// `mediflow dpo` (preference pairs); not part of the generation fingerprint.
+    #[serde(default)]
+    pub dpo: crate::dpo::DpoConfig,
 }
 
 /// `[quota]`: exact per-cell yields. Without `target_accepted`, every planned item is
@@ -391,6 +394,9 @@ impl RunConfig {
             bad(m);
         }
         if let Err(m) = self.dedup.validate() {
+            bad(m);
+        }
+        for m in self.dpo.validate() {
             bad(m);
         }
         if self.judge.enabled {

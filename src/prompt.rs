@@ -21,6 +21,8 @@ pub enum Stage {
     Answer,
     Repair,
     Judge,
+    /// `mediflow dpo --strategy error_injection`: rewrite an answer with one error.
+    Inject,
 }
 
 impl Stage {
@@ -31,6 +33,7 @@ impl Stage {
             Stage::Answer => "answer",
             Stage::Repair => "repair",
             Stage::Judge => "judge",
+            Stage::Inject => "inject",
         }
     }
 }
@@ -141,6 +144,7 @@ impl Prompts {
             ),
             Stage::Repair => "repair.j2".into(),
             Stage::Judge => "judge.j2".into(),
+            Stage::Inject => "dpo/inject.j2".into(),
         }
     }
 

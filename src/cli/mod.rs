@@ -4,6 +4,7 @@
 mod bench;
 mod bench_dedup;
 mod dedup;
+mod dpo;
 mod inspect;
 mod mock;
 mod model;
@@ -40,6 +41,8 @@ enum Cmd {
     MockTeacher(mock::MockArgs),
     /// Show counts, sample rows and rejection reasons of a run directory.
     Inspect(inspect::InspectArgs),
+    /// Build preference pairs (DPO) from a run's accepted records.
+    Dpo(dpo::DpoArgs),
     /// Drop exact and near duplicates from a run's records into a new run directory.
     Dedup(dedup::DedupArgs),
     /// Obtain or list the embedded teacher's models.
@@ -104,6 +107,7 @@ pub fn main() -> i32 {
             Cmd::MockTeacher(a) => mock::exec(a).await,
             Cmd::Inspect(a) => inspect::exec(a),
             Cmd::Dedup(a) => dedup::exec(a),
+            Cmd::Dpo(a) => dpo::exec(a).await,
             Cmd::Model(a) => model::exec(a),
             Cmd::Bench(a) => bench::exec(a).await,
         }

@@ -46,7 +46,7 @@ pub struct RunArgs {
     pub with_mock_teacher: bool,
 }
 
-async fn build_teacher(t: &TeacherConfig) -> Result<Arc<dyn Teacher>, Error> {
+pub(super) async fn build_teacher(t: &TeacherConfig) -> Result<Arc<dyn Teacher>, Error> {
     match t.kind {
         // Loading reads the model (and may pull it): off the async runtime's threads.
         TeacherKind::Embedded => {
@@ -69,7 +69,7 @@ async fn build_teacher(t: &TeacherConfig) -> Result<Arc<dyn Teacher>, Error> {
     }
 }
 
-async fn probe(teacher: &dyn Teacher) -> Result<String, Error> {
+pub(super) async fn probe(teacher: &dyn Teacher) -> Result<String, Error> {
     teacher.probe().await.map_err(Error::TeacherUnavailable)
 }
 

@@ -67,12 +67,13 @@ pub fn new_record(sh: &Shared, item: &PlanItem) -> Record {
 }
 
 /// Where a stage's request goes and with which sampling settings.
-struct Target<'a> {
-    teacher: &'a dyn Teacher,
-    requests: &'a Semaphore,
-    max_tokens: u32,
-    temperature: f32,
-    json_schema: Option<serde_json::Value>,
+pub struct Target<'a> {
+    pub teacher: &'a dyn Teacher,
+    pub requests: &'a Semaphore,
+    pub max_tokens: u32,
+    pub temperature: f32,
+    pub top_p: f32,
+    pub json_schema: Option<serde_json::Value>,
 }
 
 /// The generator teacher with its settings for `stage`.
@@ -88,6 +89,7 @@ fn generator<'a>(sh: &'a Shared, rec: &Record, stage: Stage) -> Target<'a> {
             _ => t.max_tokens.answer,
         },
         temperature: t.temperature,
+        top_p: t.top_p,
         json_schema: (json_item && t.response_format == ResponseFormatMode::Server)
             .then(|| sh.schemas.get(&rec.task_type).map(|s| s.value.clone()))
             .flatten(),
@@ -95,7 +97,7 @@ fn generator<'a>(sh: &'a Shared, rec: &Record, stage: Stage) -> Target<'a> {
 }
 
 /// A generator stage: `call` with the generator teacher's settings.
-async fn generate(
+pub async fn generate(
     sh: &Shared,
     rec: &mut Record,
     stage: Stage,
@@ -107,8 +109,9 @@ async fn generate(
     call(sh, rec, stage, template, ctx, round, to).await
 }
 
-/// Render a stage's template and call the teacher, retrying by policy.
-async fn call(
+/// Render a stage's template and call the teacher, retrying by policy. `round` varies the
+/// request seed between calls of one stage (repair rounds, judge samples).
+pub async fn call(
     sh: &Shared,
     rec: &mut Record,
     stage: Stage,
@@ -130,7 +133,7 @@ async fn call(
         messages,
         max_tokens: to.max_tokens,
         temperature: to.temperature,
-        top_p: sh.cfg.teacher.top_p,
+        top_p: to.top_p,
         // Set per attempt: each attempt samples anew, as a seeded retry would otherwise
         // repeat a truncated or unusable answer exactly.
         seed: None,
@@ -248,20 +251,59 @@ pub async fn process(sh: &Shared, item: &PlanItem) -> Outcome {
 /// Score a record with `samples` judge calls (concurrently), aggregate by median and
 /// apply the acceptance rule. The scores land in the record either way.
 async fn judge(sh: &Shared, j: &JudgeRuntime, mut rec: Record, item: &PlanItem) -> Outcome {
+    let (output, seed) = (rec.output.clone(), rec.request_seed);
+    let (agg, spent) = score(sh, j, item, &rec, &output, seed).await;
+    rec.attempts += spent.attempts;
+    rec.latency_ms += spent.latency_ms;
+    rec.prompt_tokens += spent.prompt_tokens;
+    rec.completion_tokens += spent.completion_tokens;
+    let agg = match agg {
+        Ok(agg) => agg,
+        Err(detail) => return Err(reject(rec, "judge", "judge_failed", detail)),
+    };
+    let [q, a, c, r, d] = agg.scores;
+    (
+        rec.quality,
+        rec.alignment,
+        rec.coherence,
+        rec.realism,
+        rec.difficulty,
+    ) = (Some(q), Some(a), Some(c), Some(r), Some(d));
+    rec.judge_samples = agg.samples;
+    rec.judge_spread = Some(agg.spread);
+    rec.judge_rationale = Some(agg.rationale);
+    match judge::accept(&sh.cfg.judge, &agg.scores) {
+        Ok(()) => Ok(rec),
+        Err(misses) => Err(reject(rec, "judge", "judge_below_threshold", misses)),
+    }
+}
+
+/// Judge `answer` to the document and instruction of `rec` with `[judge] samples` calls
+/// (concurrently, request seeds derived from `seed`) and aggregate the valid verdicts by
+/// median. Returns the aggregate (or why there is none) and a scratch record holding the
+/// calls and tokens spent.
+pub async fn score(
+    sh: &Shared,
+    j: &JudgeRuntime,
+    item: &PlanItem,
+    rec: &Record,
+    answer: &str,
+    seed: Option<u64>,
+) -> (Result<judge::Aggregate, String>, Record) {
     let cfg = &sh.cfg.judge;
     let ctx = prompt::with(
         prompt::base_context(&sh.tax, &sh.schemas, item),
         &[
             ("document", &rec.input),
             ("instruction", &rec.instruction),
-            ("answer", &rec.output),
+            ("answer", answer),
         ],
     );
     let template = sh.prompts.template_for(Stage::Judge, item);
     let sample = |k: u32| {
         let (ctx, template) = (&ctx, &template);
         let mut scratch = Record {
-            request_seed: rec.request_seed,
+            request_seed: seed,
             ..Default::default()
         };
         async move {
@@ -270,6 +312,7 @@ async fn judge(sh: &Shared, j: &JudgeRuntime, mut rec: Record, item: &PlanItem) 
                 requests: j.requests.as_ref().unwrap_or(&sh.requests),
                 max_tokens: cfg.max_tokens,
                 temperature: cfg.temperature,
+                top_p: sh.cfg.teacher.top_p,
                 json_schema: Some(j.schema.value.clone()),
             };
             let verdict = call(sh, &mut scratch, Stage::Judge, template, ctx, k, to)
@@ -284,13 +327,14 @@ async fn judge(sh: &Shared, j: &JudgeRuntime, mut rec: Record, item: &PlanItem) 
         }
     };
     let results = futures::future::join_all((0..cfg.samples).map(sample)).await;
+    let mut spent = Record::default();
     let mut verdicts = Vec::new();
     let mut errors = Vec::new();
     for (verdict, scratch) in results {
-        rec.attempts += scratch.attempts;
-        rec.latency_ms += scratch.latency_ms;
-        rec.prompt_tokens += scratch.prompt_tokens;
-        rec.completion_tokens += scratch.completion_tokens;
+        spent.attempts += scratch.attempts;
+        spent.latency_ms += scratch.latency_ms;
+        spent.prompt_tokens += scratch.prompt_tokens;
+        spent.completion_tokens += scratch.completion_tokens;
         match verdict {
             Ok(v) => verdicts.push(v),
             Err(e) => errors.push(e),
@@ -304,24 +348,9 @@ async fn judge(sh: &Shared, j: &JudgeRuntime, mut rec: Record, item: &PlanItem) 
             cfg.min_valid(),
             errors.join("; ")
         );
-        return Err(reject(rec, "judge", "judge_failed", detail));
+        return (Err(detail), spent);
     }
-    let agg = judge::aggregate(&verdicts);
-    let [q, a, c, r, d] = agg.scores;
-    (
-        rec.quality,
-        rec.alignment,
-        rec.coherence,
-        rec.realism,
-        rec.difficulty,
-    ) = (Some(q), Some(a), Some(c), Some(r), Some(d));
-    rec.judge_samples = agg.samples;
-    rec.judge_spread = Some(agg.spread);
-    rec.judge_rationale = Some(agg.rationale);
-    match judge::accept(cfg, &agg.scores) {
-        Ok(()) => Ok(rec),
-        Err(misses) => Err(reject(rec, "judge", "judge_below_threshold", misses)),
-    }
+    (Ok(judge::aggregate(&verdicts)), spent)
 }
 
 /// Generate an item's document, instruction and answer, and validate a `json` answer.

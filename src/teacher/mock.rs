@@ -211,6 +211,7 @@ async fn chat(
             instance(&schema, "", &Source::from_message(last), &mut rng).to_string()
         }
         ("judge", _) => verdict(&prompt, o, &mut rng).to_string(),
+        ("inject", schema) => inject(&prompt, schema.as_ref(), &mut rng),
         ("document", _) if duplicate => duplicate_document(o.seed, &mut rng),
         ("document", _) => document(&prompt, &mut rng),
         ("instruction", _) => instruction(&prompt),
@@ -359,6 +360,57 @@ fn verdict(prompt: &str, o: &MockOptions, rng: &mut ChaCha8Rng) -> Value {
         "quality": score(), "alignment": score(), "coherence": score(),
         "realism": score(), "difficulty": score(),
     })
+}
+
+/// An error-injection rewrite: the answer quoted in the prompt with one value (`json`) or
+/// its first sentence (plain text) changed; for `schema_violation`, a JSON object missing
+/// the schema's fields.
+fn inject(prompt: &str, schema: Option<&Value>, rng: &mut ChaCha8Rng) -> String {
+    let answer = prompt
+        .split_once("<answer>")
+        .and_then(|(_, r)| r.split_once("</answer>"))
+        .map_or("", |(a, _)| a.trim());
+    let error = prompt
+        .split_once("Error type: ")
+        .and_then(|(_, r)| r.lines().next())
+        .unwrap_or("")
+        .trim();
+    if error == "schema_violation" {
+        return json!({"unexpected": true}).to_string();
+    }
+    if let (Some(schema), Ok(mut v)) = (schema, serde_json::from_str::<Value>(answer)) {
+        alter_one(&mut v, schema, rng);
+        return v.to_string();
+    }
+    let p = PROBLEMS[rng.random_range(0..PROBLEMS.len())];
+    let rest = answer.split_once(". ").map_or("", |(_, r)| r);
+    format!("The document describes a patient with {p} and no fever or other abnormal findings. {rest}")
+}
+
+/// Replace the first free-text string (no enum, const or pattern) with a new instance of
+/// its schema; true when one was changed.
+fn alter_one(v: &mut Value, schema: &Value, rng: &mut ChaCha8Rng) -> bool {
+    match v {
+        Value::Object(m) => m.iter_mut().any(|(k, x)| {
+            let sub = &schema["properties"][k.as_str()];
+            sub.is_object() && alter_one(x, sub, rng)
+        }),
+        Value::Array(a) => a
+            .iter_mut()
+            .any(|x| alter_one(x, &schema["items"], rng)),
+        Value::String(old) => {
+            if ["enum", "const", "pattern"].iter().any(|k| schema.get(k).is_some()) {
+                return false;
+            }
+            let new = instance(schema, "", &Source::default(), rng);
+            if new.as_str().is_some_and(|n| n != old) {
+                *v = new;
+                return true;
+            }
+            false
+        }
+        _ => false,
+    }
 }
 
 fn instruction(prompt: &str) -> String {
