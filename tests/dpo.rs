@@ -100,8 +100,10 @@ fn error_injection_pairs_are_verified_corruptions_and_a_rerun_adds_none() {
     let ps = pairs(&file);
     assert!(!ps.is_empty(), "no pairs: {summary}");
     assert_eq!(ps.len() as u64, summary["pairs_written"].as_u64().unwrap());
-    let by_id: std::collections::HashMap<String, mediflow::Record> =
-        records(&out).into_iter().map(|r| (r.id.clone(), r)).collect();
+    let by_id: std::collections::HashMap<String, mediflow::Record> = records(&out)
+        .into_iter()
+        .map(|r| (r.id.clone(), r))
+        .collect();
     let known: Vec<&str> = ERROR_TYPES.iter().map(|(n, _)| *n).collect();
     let mut kinds = HashSet::new();
     for p in &ps {
@@ -172,7 +174,10 @@ fn best_of_n_pairs_keep_the_margin_and_a_huge_margin_makes_none() {
         &["--out", strict.to_str().unwrap()],
     );
     assert_eq!(s["pairs_written"], 0, "{s}");
-    assert_eq!(s["considered"].as_u64().unwrap(), records(&out).len() as u64);
+    assert_eq!(
+        s["considered"].as_u64().unwrap(),
+        records(&out).len() as u64
+    );
     assert_accounted(&s);
     assert!(s["skipped"].get("margin_too_small").is_some(), "{s}");
     assert!(pairs(&strict).is_empty());
@@ -195,8 +200,10 @@ fn on_policy_pairs_prefer_the_reference_over_a_worse_student() {
     // The judge scores half the prompts low: some student answers lose by a margin and
     // the reference answers, accepted by the same judge, never score low.
     assert!(!ps.is_empty(), "no pairs: {summary}");
-    let by_id: std::collections::HashMap<String, mediflow::Record> =
-        records(&out).into_iter().map(|r| (r.id.clone(), r)).collect();
+    let by_id: std::collections::HashMap<String, mediflow::Record> = records(&out)
+        .into_iter()
+        .map(|r| (r.id.clone(), r))
+        .collect();
     for p in &ps {
         assert_common(p, "on_policy");
         assert_eq!(p.output, by_id[&p.record_id].output);

@@ -155,7 +155,11 @@ pub async fn build(sh: &Shared, run_dir: &Path, opts: &Options) -> anyhow::Resul
 
 async fn one(sh: &Shared, j: &JudgeRuntime, opts: &Options, r: &Record) -> Made {
     let Some(item) = item_of(sh, r) else {
-        return fail("unknown_cell", r, "task, document or difficulty not in the taxonomy");
+        return fail(
+            "unknown_cell",
+            r,
+            "task, document or difficulty not in the taxonomy",
+        );
     };
     match opts.strategy {
         Strategy::ErrorInjection => inject(sh, j, &item, r).await,
@@ -395,7 +399,10 @@ async fn best_of_n(sh: &Shared, j: &JudgeRuntime, item: &PlanItem, r: &Record) -
         if !teacher_errors.is_empty() {
             return fail("teacher_failed", r, teacher_errors.join("; "));
         }
-        let detail = format!("{} distinct valid answers ({invalid} invalid)", answers.len());
+        let detail = format!(
+            "{} distinct valid answers ({invalid} invalid)",
+            answers.len()
+        );
         return fail("too_few_answers", r, detail);
     }
     let judged = futures::future::join_all(answers.iter().map(|a| judge(sh, j, item, r, a))).await;
@@ -412,7 +419,10 @@ async fn best_of_n(sh: &Shared, j: &JudgeRuntime, item: &PlanItem, r: &Record) -
     }
     // Stable: among equal scores the earlier sample comes first.
     scored.sort_by(|a, b| mean(&b.1).total_cmp(&mean(&a.1)));
-    match rank(&scored.iter().map(|(_, s)| mean(s)).collect::<Vec<_>>(), dpo.min_margin) {
+    match rank(
+        &scored.iter().map(|(_, s)| mean(s)).collect::<Vec<_>>(),
+        dpo.min_margin,
+    ) {
         Ok(margin) => {
             let (chosen, chosen_scores) = scored.first().expect("two or more").clone();
             let (rejected, rejected_scores) = scored.last().expect("two or more").clone();
@@ -565,7 +575,10 @@ pub fn verify_injection(
         rejected.trim().to_string()
     } else if error_type == "schema_violation" {
         if valid_json(rejected, schema).is_ok() {
-            return Err(("corruption_unverified", "still conforms to the schema".into()));
+            return Err((
+                "corruption_unverified",
+                "still conforms to the schema".into(),
+            ));
         }
         rejected.trim().to_string()
     } else {
@@ -583,10 +596,7 @@ pub fn verify_injection(
         if before == after {
             return Err(("corruption_unverified", "the codes did not change".into()));
         }
-        if let Some(c) = after
-            .difference(&before)
-            .find(|c| icd.get(c).is_none())
-        {
+        if let Some(c) = after.difference(&before).find(|c| icd.get(c).is_none()) {
             return Err((
                 "corruption_unverified",
                 format!("{c} is not an ICD-10-CM code"),
@@ -594,4 +604,149 @@ pub fn verify_injection(
         }
     }
     Ok(rejected)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo(p: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
+    }
+
+    fn coding_schema() -> TaskSchema {
+        schemas::compile(&repo("schemas/clinical_coding.schema.json")).unwrap()
+    }
+
+    fn icd() -> IcdTable {
+        IcdTable::load(&repo("taxonomy/icd10cm")).unwrap()
+    }
+
+    fn coding(code: &str, evidence: &str) -> String {
+        serde_json::json!({"codes": [{"code": code, "description": "Essential (primary) hypertension",
+            "role": "principal", "evidence": evidence}]})
+        .to_string()
+    }
+
+    #[test]
+    fn similarity_is_word_level_and_ignores_case_and_punctuation() {
+        assert_eq!(similarity("The BP is high.", "the bp is high"), 1.0);
+        assert_eq!(similarity("", ""), 1.0);
+        assert_eq!(similarity("a b", "c d"), 0.0);
+        let s = similarity("a b c d", "a b x d");
+        assert!((s - 0.75).abs() < 1e-12, "{s}");
+        let long = "word ".repeat(200);
+        assert!(similarity(&long, &format!("{long} extra")) >= MAX_SIMILARITY);
+    }
+
+    #[test]
+    fn plain_text_corruptions_must_differ_from_the_original() {
+        let t = IcdTable::default();
+        let ok = verify_injection(
+            "Start metformin 500 mg twice daily.",
+            "Start metformin 5000 mg twice daily.",
+            "plain_text",
+            "summarization",
+            "wrong_code_or_dose",
+            None,
+            &t,
+        );
+        assert_eq!(ok.unwrap(), "Start metformin 5000 mg twice daily.");
+        let same = verify_injection(
+            "Start metformin.",
+            "  start METFORMIN ",
+            "plain_text",
+            "summarization",
+            "omission",
+            None,
+            &t,
+        );
+        assert_eq!(same.unwrap_err().0, "corruption_identical");
+    }
+
+    #[test]
+    fn json_corruptions_are_checked_against_the_schema() {
+        let (schema, icd) = (coding_schema(), icd());
+        let original = coding("I10", "BP 182/100, on lisinopril");
+        let v = |rejected: &str, error: &str| {
+            verify_injection(
+                &original,
+                rejected,
+                "json",
+                "clinical_coding",
+                error,
+                Some(&schema),
+                &icd,
+            )
+        };
+        // A schema violation must actually violate the schema.
+        assert!(v(r#"{"unexpected": true}"#, "schema_violation").is_ok());
+        let conforming = coding("I10", "patient denies headache today");
+        assert_eq!(
+            v(&conforming, "schema_violation").unwrap_err().0,
+            "corruption_unverified"
+        );
+        // Other json errors must still conform (and are stored canonically).
+        assert!(v(&conforming, "factual_error").is_ok());
+        assert_eq!(
+            v(r#"{"unexpected": true}"#, "factual_error").unwrap_err().0,
+            "corruption_unverified"
+        );
+        assert_eq!(
+            v(&original, "ambiguity").unwrap_err().0,
+            "corruption_identical"
+        );
+        // A wrong code must change the codes, to codes that exist.
+        let real = coding("E11.9", "BP 182/100, on lisinopril");
+        assert!(v(&real, "wrong_code_or_dose").is_ok());
+        assert_eq!(
+            v(&conforming, "wrong_code_or_dose").unwrap_err().0,
+            "corruption_unverified"
+        );
+        let made_up = coding("Z99.99", "BP 182/100, on lisinopril");
+        let e = v(&made_up, "wrong_code_or_dose").unwrap_err();
+        assert_eq!(e.0, "corruption_unverified", "{e:?}");
+    }
+
+    #[test]
+    fn error_types_are_picked_by_record_and_format() {
+        let types: Vec<String> = vec!["schema_violation".into(), "omission".into()];
+        assert_eq!(
+            pick_error_type(&types, "r1", "plain_text"),
+            Some("omission")
+        );
+        let only: Vec<String> = vec!["schema_violation".into()];
+        assert_eq!(pick_error_type(&only, "r1", "plain_text"), None);
+        let all = crate::dpo::DpoConfig::default().error_types;
+        let a = pick_error_type(&all, "some-record", "json");
+        assert_eq!(a, pick_error_type(&all, "some-record", "json"));
+        let picked: HashSet<&str> = (0..50)
+            .filter_map(|i| pick_error_type(&all, &format!("r{i}"), "json"))
+            .collect();
+        assert!(picked.len() > 4, "{picked:?}");
+    }
+
+    #[test]
+    fn ranking_skips_ties_and_small_margins() {
+        assert_eq!(rank(&[4.8, 4.2, 2.0], 1.0), Ok(2.8));
+        assert_eq!(rank(&[5.0, 4.0], 1.0), Ok(1.0));
+        assert_eq!(rank(&[4.8, 4.8, 2.0], 1.0), Err("tie"));
+        assert_eq!(rank(&[4.0, 4.0], 0.0), Err("tie"));
+        assert_eq!(rank(&[4.8, 4.2], 1.0), Err("margin_too_small"));
+        assert_eq!(rank(&[4.8], 1.0), Err("too_few_answers"));
+    }
+
+    #[test]
+    fn dpo_config_defaults_are_valid_and_bad_values_reported() {
+        assert!(crate::dpo::DpoConfig::default().validate().is_empty());
+        let bad = crate::dpo::DpoConfig {
+            min_quality: 7.0,
+            error_types: vec!["nope".into()],
+            samples: 1,
+            min_margin: f64::NAN,
+            concurrency: 0,
+            ..Default::default()
+        };
+        assert_eq!(bad.validate().len(), 5, "{:?}", bad.validate());
+    }
 }

@@ -61,7 +61,10 @@ pub const ERROR_TYPES: [(&str, &str); 8] = [
 
 /// The description of a known error type.
 pub fn error_description(name: &str) -> Option<&'static str> {
-    ERROR_TYPES.iter().find(|(n, _)| *n == name).map(|(_, d)| *d)
+    ERROR_TYPES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, d)| *d)
 }
 
 /// `[dpo]` in the run config: settings of `mediflow dpo` (not part of the generation

@@ -384,7 +384,9 @@ fn inject(prompt: &str, schema: Option<&Value>, rng: &mut ChaCha8Rng) -> String 
     }
     let p = PROBLEMS[rng.random_range(0..PROBLEMS.len())];
     let rest = answer.split_once(". ").map_or("", |(_, r)| r);
-    format!("The document describes a patient with {p} and no fever or other abnormal findings. {rest}")
+    format!(
+        "The document describes a patient with {p} and no fever or other abnormal findings. {rest}"
+    )
 }
 
 /// Replace the first free-text string (no enum, const or pattern) with a new instance of
@@ -395,11 +397,12 @@ fn alter_one(v: &mut Value, schema: &Value, rng: &mut ChaCha8Rng) -> bool {
             let sub = &schema["properties"][k.as_str()];
             sub.is_object() && alter_one(x, sub, rng)
         }),
-        Value::Array(a) => a
-            .iter_mut()
-            .any(|x| alter_one(x, &schema["items"], rng)),
+        Value::Array(a) => a.iter_mut().any(|x| alter_one(x, &schema["items"], rng)),
         Value::String(old) => {
-            if ["enum", "const", "pattern"].iter().any(|k| schema.get(k).is_some()) {
+            if ["enum", "const", "pattern"]
+                .iter()
+                .any(|k| schema.get(k).is_some())
+            {
                 return false;
             }
             let new = instance(schema, "", &Source::default(), rng);
