@@ -65,6 +65,23 @@ pub fn features(schema: &Schema) -> Result<Value> {
     fields_value(schema.fields().iter().map(|f| &**f))
 }
 
+/// Where one exported domain example sits in the taxonomy.
+#[derive(Debug, Clone)]
+pub struct Coverage {
+    pub task: String,
+    pub format: String,
+    pub difficulty: u8,
+    pub family: String,
+}
+
+/// Judge-score means over the judged examples of one kind (records, chosen, rejected).
+#[derive(Debug, Clone)]
+pub struct JudgeMeans {
+    pub label: String,
+    pub judged: usize,
+    pub means: Vec<(String, f64)>,
+}
+
 /// What the card says besides the schema.
 pub struct CardInput<'a> {
     pub format: &'a str,
@@ -73,10 +90,9 @@ pub struct CardInput<'a> {
     pub splits: &'a [(String, Vec<String>, usize)],
     /// Task categories for the front matter.
     pub task_categories: &'a [&'a str],
-    /// (task, format, difficulty, document family) of every exported domain example.
-    pub coverage: &'a [(String, String, u8, String)],
-    /// Judge-score means: (label, judged count, [(dimension, mean)]).
-    pub judge: &'a [(String, usize, Vec<(String, f64)>)],
+    /// Every exported domain example.
+    pub coverage: &'a [Coverage],
+    pub judge: &'a [JudgeMeans],
     pub manifest: Option<&'a Value>,
     /// Export settings and counts (split ratios, seed, decontamination, mixing), as JSON.
     pub export: &'a Value,
@@ -133,25 +149,25 @@ pub fn render(c: &CardInput<'_>) -> Result<String> {
         serde_json::to_string_pretty(c.export)?
     );
     s.push_str("## Taxonomy coverage\n\n");
-    let count = |f: &dyn Fn(&(String, String, u8, String)) -> String| {
+    let count = |f: &dyn Fn(&Coverage) -> String| {
         let mut m = BTreeMap::new();
         for x in c.coverage {
             *m.entry(f(x)).or_insert(0) += 1;
         }
         m
     };
-    count_table(&mut s, "task type", count(&|x| x.0.clone()));
-    count_table(&mut s, "output format", count(&|x| x.1.clone()));
-    count_table(&mut s, "difficulty", count(&|x| x.2.to_string()));
-    count_table(&mut s, "document family", count(&|x| x.3.clone()));
+    count_table(&mut s, "task type", count(&|x| x.task.clone()));
+    count_table(&mut s, "output format", count(&|x| x.format.clone()));
+    count_table(&mut s, "difficulty", count(&|x| x.difficulty.to_string()));
+    count_table(&mut s, "document family", count(&|x| x.family.clone()));
     s.push_str("## Judge scores\n\n");
-    if c.judge.iter().all(|j| j.1 == 0) {
+    if c.judge.iter().all(|j| j.judged == 0) {
         s.push_str("No example was scored by an LLM judge.\n\n");
     } else {
-        s.push_str("Means over the judged examples (1-5 scale; medians of the judge's samples per example).\n\n| | judged | scores |\n|---|---|---|\n");
-        for (label, n, means) in c.judge.iter().filter(|j| j.1 > 0) {
-            let m: Vec<String> = means.iter().map(|(k, v)| format!("{k} {v:.2}")).collect();
-            let _ = writeln!(s, "| {label} | {n} | {} |", m.join(", "));
+        s.push_str("Means over the run's judged records / pairs (1-5 scale; medians of the judge's samples per example).\n\n| | judged | scores |\n|---|---|---|\n");
+        for j in c.judge.iter().filter(|j| j.judged > 0) {
+            let m: Vec<String> = j.means.iter().map(|(k, v)| format!("{k} {v:.2}")).collect();
+            let _ = writeln!(s, "| {} | {} | {} |", j.label, j.judged, m.join(", "));
         }
         s.push('\n');
     }
@@ -159,18 +175,27 @@ pub fn render(c: &CardInput<'_>) -> Result<String> {
     match c.manifest {
         Some(m) => {
             let t = &m["config"]["teacher"];
+            // Strings without quotes; numbers stored from f32 rounded back.
+            let v = |x: &Value| match x {
+                Value::String(s) => s.clone(),
+                Value::Number(n) if n.is_f64() => {
+                    format!("{}", (n.as_f64().unwrap_or(0.0) * 1e4).round() / 1e4)
+                }
+                Value::Null => "unknown".into(),
+                other => other.to_string(),
+            };
             let _ = writeln!(
                 s,
                 "- mediflow version: {}\n- teacher: {} ({}), temperature {}, top_p {}\n- \
                  run seed: {}\n- planned items: {}\n- counts: {}\n",
-                m["mediflow_version"],
-                t["model"],
-                m["teacher_backend"],
-                t["temperature"],
-                t["top_p"],
-                m["config"]["seed"],
-                m["config"]["items"],
-                m["counts"],
+                v(&m["mediflow_version"]),
+                v(&t["model"]),
+                v(&m["teacher_backend"]),
+                v(&t["temperature"]),
+                v(&t["top_p"]),
+                v(&m["config"]["seed"]),
+                v(&m["config"]["items"]),
+                v(&m["counts"]),
             );
         }
         None => s.push_str("The run directory has no `manifest.json`.\n\n"),

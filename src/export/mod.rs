@@ -135,10 +135,10 @@ fn records(run: &Path) -> anyhow::Result<Vec<Record>> {
 struct Prepared {
     units: Vec<Unit>,
     rows: Vec<Vec<Value>>,
-    /// Per unit: (task, format, difficulty, document family) per row.
-    coverage: Vec<Vec<(String, String, u8, String)>>,
+    /// Per unit: each row's taxonomy coverage.
+    coverage: Vec<Vec<card::Coverage>>,
     items: Vec<Vec<template_check::Item>>,
-    judge: Vec<(String, usize, Vec<(String, f64)>)>,
+    judge: Vec<card::JudgeMeans>,
     schema: SchemaRef,
     task_categories: Vec<&'static str>,
 }
@@ -146,10 +146,7 @@ struct Prepared {
 const DIMS: [&str; 5] = ["quality", "alignment", "coherence", "realism", "difficulty"];
 
 /// Means of the dimensions over the scored entries.
-fn means<'a>(
-    label: &str,
-    scored: impl Iterator<Item = [f64; 5]> + 'a,
-) -> (String, usize, Vec<(String, f64)>) {
+fn means(label: &str, scored: impl Iterator<Item = [f64; 5]>) -> card::JudgeMeans {
     let mut sum = [0.0; 5];
     let mut n = 0;
     for s in scored {
@@ -163,7 +160,11 @@ fn means<'a>(
         .zip(sum)
         .map(|(d, s)| (d.to_string(), s / n.max(1) as f64))
         .collect();
-    (label.to_string(), n, m)
+    card::JudgeMeans {
+        label: label.to_string(),
+        judged: n,
+        means: m,
+    }
 }
 
 fn prepare_sft(recs: &[Record], format: Format) -> Prepared {
@@ -189,12 +190,12 @@ fn prepare_sft(recs: &[Record], format: Format) -> Prepared {
             Format::SftMessages => sft::messages_row(r),
             _ => sft::prompt_completion_row(r),
         }]);
-        p.coverage.push(vec![(
-            r.task_type.clone(),
-            r.output_format.clone(),
-            r.difficulty_level,
-            r.document_family.clone(),
-        )]);
+        p.coverage.push(vec![card::Coverage {
+            task: r.task_type.clone(),
+            format: r.output_format.clone(),
+            difficulty: r.difficulty_level,
+            family: r.document_family.clone(),
+        }]);
         p.items.push(vec![template_check::Item {
             id: r.id.clone(),
             messages: sft::messages(r),
@@ -249,13 +250,11 @@ fn prepare_dpo(pairs: &[crate::dpo::Pair], recs: &[Record], conversational: bool
             .push(prs.iter().map(|x| dpo::row(x, conversational)).collect());
         p.coverage.push(
             prs.iter()
-                .map(|x| {
-                    (
-                        x.task_type.clone(),
-                        x.output_format.clone(),
-                        x.difficulty_level,
-                        family.get(rid).unwrap_or(&"unknown").to_string(),
-                    )
+                .map(|x| card::Coverage {
+                    task: x.task_type.clone(),
+                    format: x.output_format.clone(),
+                    difficulty: x.difficulty_level,
+                    family: family.get(rid).unwrap_or(&"unknown").to_string(),
                 })
                 .collect(),
         );
