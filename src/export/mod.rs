@@ -311,6 +311,12 @@ pub fn export(o: &Options) -> Result<Summary, Error> {
         }
         f => prepare_sft(&recs, f),
     };
+    if p.units.is_empty() {
+        return Err(input_error(
+            &o.run,
+            "the run has no accepted records to export",
+        ));
+    }
     let assigned = splits::assign(&p.units, o.ratios, o.seed);
     let (assigned, decon) = splits::decontaminate(&p.units, &assigned, o.decontaminate);
 

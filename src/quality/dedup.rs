@@ -450,6 +450,20 @@ mod tests {
     }
 
     #[test]
+    fn check_does_not_keep_and_insert_always_keeps() {
+        let mut d = Dedup::new(&DedupConfig::default());
+        d.insert("a", &text60("a"));
+        d.insert("a2", &text60("a"));
+        assert_eq!(d.kept(), 2);
+        let near = text60("a").replace("w59a", "other");
+        assert_eq!(d.check(&near).unwrap_err().of, "a");
+        assert_eq!(d.check(&text60("a")).unwrap_err().reason, "exact_duplicate");
+        assert!(d.check(&text60("b")).is_ok());
+        assert!(d.check(&text60("b")).is_ok(), "check keeps nothing");
+        assert_eq!(d.kept(), 2);
+    }
+
+    #[test]
     fn defaults_equal_serde_defaults_and_validate() {
         let from_toml: DedupConfig = toml::from_str("").unwrap();
         assert_eq!(
