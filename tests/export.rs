@@ -543,6 +543,20 @@ fn mixing_honours_the_ratio() {
         export_ok(&run, &again, &args);
         assert_eq!(split_rows(&again), rows);
     }
+    // A Parquet mix file: an sft-messages export's own train shard.
+    let pq = tmp.path().join("a/data/train-00000-of-00001.parquet");
+    let available = parquet_rows(&pq).len();
+    let args = [
+        "--format",
+        "sft-messages",
+        "--mix",
+        pq.to_str().unwrap(),
+        "--mix-ratio",
+        "0.1",
+    ];
+    let summary = export_ok(&run, &tmp.path().join("pq"), &args);
+    assert_eq!(summary["mix"]["available"], available);
+    assert_eq!(summary["mix"]["with_replacement"], false);
     let o = export(
         &run,
         &tmp.path().join("c"),
