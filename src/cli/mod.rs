@@ -5,6 +5,7 @@ mod bench;
 mod bench_dedup;
 mod dedup;
 mod dpo;
+mod export;
 mod inspect;
 mod mock;
 mod model;
@@ -45,6 +46,8 @@ enum Cmd {
     Dpo(dpo::DpoArgs),
     /// Drop exact and near duplicates from a run's records into a new run directory.
     Dedup(dedup::DedupArgs),
+    /// Export a run as a training dataset (SFT or DPO; Parquet + JSONL + dataset card).
+    Export(export::ExportArgs),
     /// Obtain or list the embedded teacher's models.
     Model(model::ModelArgs),
     /// Benchmarks (`bench teacher`: the embedded teacher vs llama.cpp; `bench dedup`:
@@ -108,6 +111,7 @@ pub fn main() -> i32 {
             Cmd::Inspect(a) => inspect::exec(a),
             Cmd::Dedup(a) => dedup::exec(a),
             Cmd::Dpo(a) => dpo::exec(a).await,
+            Cmd::Export(a) => export::exec(a),
             Cmd::Model(a) => model::exec(a),
             Cmd::Bench(a) => bench::exec(a).await,
         }

@@ -329,7 +329,20 @@ impl Dedup {
         self.insert_keys(id, &keys)
     }
 
-    fn insert_keys(&mut self, id: &str, keys: &Keys) -> Result<(), Duplicate> {
+    /// Check `text` against the kept records without keeping it.
+    pub fn check(&self, text: &str) -> Result<(), Duplicate> {
+        self.find(&self.sketcher.keys(text))
+    }
+
+    /// Keep `text` whether or not it duplicates a kept record (for a reference set, such as
+    /// a train split, that later texts are checked against: every member's keys count; a
+    /// key already held keeps pointing at the earlier record).
+    pub fn insert(&mut self, id: &str, text: &str) {
+        let keys = self.sketcher.keys(text);
+        self.keep(id, &keys);
+    }
+
+    fn find(&self, keys: &Keys) -> Result<(), Duplicate> {
         let hit = if self.sketcher.exact {
             self.exact.get(&keys.exact)
         } else {
@@ -347,16 +360,26 @@ impl Dedup {
         if let Some(&k) = near {
             return Err(self.duplicate("near_duplicate", k));
         }
+        Ok(())
+    }
+
+    fn insert_keys(&mut self, id: &str, keys: &Keys) -> Result<(), Duplicate> {
+        self.find(keys)?;
+        self.keep(id, keys);
+        Ok(())
+    }
+
+    /// Add `id` with `keys`; a key already held keeps its earlier record.
+    fn keep(&mut self, id: &str, keys: &Keys) {
         let idx = u32::try_from(self.ends.len()).expect("at most 2^32 kept records");
         if self.sketcher.exact {
-            self.exact.insert(keys.exact, idx);
+            self.exact.entry(keys.exact).or_insert(idx);
         }
         for (key, t) in keys.bands.iter().zip(&mut self.bands) {
-            t.insert(*key, idx);
+            t.entry(*key).or_insert(idx);
         }
         self.ids.push_str(id);
         self.ends.push(self.ids.len());
-        Ok(())
     }
 
     fn duplicate(&self, reason: &'static str, k: u32) -> Duplicate {
@@ -424,6 +447,20 @@ mod tests {
             .map(|i| format!("w{i}{salt}"))
             .collect::<Vec<_>>()
             .join(" ")
+    }
+
+    #[test]
+    fn check_does_not_keep_and_insert_always_keeps() {
+        let mut d = Dedup::new(&DedupConfig::default());
+        d.insert("a", &text60("a"));
+        d.insert("a2", &text60("a"));
+        assert_eq!(d.kept(), 2);
+        let near = text60("a").replace("w59a", "other");
+        assert_eq!(d.check(&near).unwrap_err().of, "a");
+        assert_eq!(d.check(&text60("a")).unwrap_err().reason, "exact_duplicate");
+        assert!(d.check(&text60("b")).is_ok());
+        assert!(d.check(&text60("b")).is_ok(), "check keeps nothing");
+        assert_eq!(d.kept(), 2);
     }
 
     #[test]
