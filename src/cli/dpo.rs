@@ -98,10 +98,11 @@ pub async fn exec(a: DpoArgs) -> Result<(), Error> {
         }
         None => None,
     };
-    let out = a
-        .out
-        .clone()
-        .unwrap_or_else(|| a.run.join("dpo").join(format!("{}.jsonl", strategy.name())));
+    let out = a.out.clone().unwrap_or_else(|| {
+        a.run
+            .join(crate::dpo::DPO_DIR)
+            .join(format!("{}.jsonl", strategy.name()))
+    });
     let sh = Shared::new(l.cfg, l.tax, l.schemas, l.prompts, teacher)
         .with_judge(judge_teacher, judge_schema);
     let opts = Options {

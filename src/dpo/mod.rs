@@ -6,6 +6,9 @@ pub mod build;
 
 use serde::{Deserialize, Serialize};
 
+/// Where a run's pairs live: `<run>/dpo/<strategy>.jsonl`.
+pub const DPO_DIR: &str = "dpo";
+
 /// Judge scores of one answer (medians over the judge's samples).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Scores {

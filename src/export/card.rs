@@ -87,7 +87,7 @@ pub struct CardInput<'a> {
     pub format: &'a str,
     pub schema: &'a Schema,
     /// Split name, Parquet files (relative), rows.
-    pub splits: &'a [(String, Vec<String>, usize)],
+    pub splits: &'a [SplitFiles],
     /// Task categories for the front matter.
     pub task_categories: &'a [&'a str],
     /// Every exported domain example.
@@ -96,6 +96,14 @@ pub struct CardInput<'a> {
     pub manifest: Option<&'a Value>,
     /// Export settings and counts (split ratios, seed, decontamination, mixing), as JSON.
     pub export: &'a Value,
+}
+
+/// One split as written: its Parquet files (relative to the export root), rows and bytes.
+pub struct SplitFiles {
+    pub name: String,
+    pub files: Vec<String>,
+    pub rows: usize,
+    pub bytes: u64,
 }
 
 fn count_table(out: &mut String, title: &str, counts: BTreeMap<String, usize>) {
@@ -115,18 +123,19 @@ pub fn render(c: &CardInput<'_>) -> Result<String> {
         "task_categories": c.task_categories,
         "tags": ["medical", "clinical", "synthetic", "mediflow"],
         "pretty_name": format!("mediflow {} export", c.format),
-        "size_categories": [size_category(c.splits.iter().map(|s| s.2).sum())],
+        "size_categories": [size_category(c.splits.iter().map(|s| s.rows).sum())],
         "configs": [{
             "config_name": "default",
             "data_files": c.splits.iter()
-                .map(|(name, files, _)| json!({"split": name, "path": files}))
+                .map(|s| json!({"split": s.name, "path": s.files}))
                 .collect::<Vec<_>>(),
         }],
         "dataset_info": {
             "features": features(c.schema)?,
             "splits": c.splits.iter()
-                .map(|(name, _, n)| json!({"name": name, "num_examples": n}))
+                .map(|s| json!({"name": s.name, "num_bytes": s.bytes, "num_examples": s.rows}))
                 .collect::<Vec<_>>(),
+            "download_size": c.splits.iter().map(|s| s.bytes).sum::<u64>(),
         },
     });
     let mut s = format!("---\n{}---\n\n", serde_norway::to_string(&front)?);
@@ -139,7 +148,13 @@ pub fn render(c: &CardInput<'_>) -> Result<String> {
         c.format, c.format
     );
     s.push_str("## Splits\n\n| split | examples | files |\n|---|---|---|\n");
-    for (name, files, n) in c.splits {
+    for SplitFiles {
+        name,
+        files,
+        rows: n,
+        ..
+    } in c.splits
+    {
         let _ = writeln!(s, "| {name} | {n} | {} |", files.join(", "));
     }
     let _ = writeln!(

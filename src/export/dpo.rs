@@ -5,26 +5,14 @@
 
 use super::sft::{message, messages_type, prompt_text, system_text};
 use crate::dpo::Pair;
-use anyhow::Context;
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::sync::Arc;
 
-pub const DPO_DIR: &str = "dpo";
-
 /// Every pair under `<run>/dpo/` (files in name order).
 pub fn read_pairs(run: &Path) -> anyhow::Result<Vec<Pair>> {
-    let dir = run.join(DPO_DIR);
-    let mut files: Vec<_> = match std::fs::read_dir(&dir) {
-        Ok(rd) => rd
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
-            .collect(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => vec![],
-        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
-    };
-    files.sort();
+    let files = crate::sink::jsonl_files(&run.join(crate::dpo::DPO_DIR))?;
     let mut out = Vec::new();
     for f in files {
         out.extend(crate::sink::read_jsonl::<Pair>(&f, false)?);
@@ -34,7 +22,7 @@ pub fn read_pairs(run: &Path) -> anyhow::Result<Vec<Pair>> {
 
 fn scores_type() -> DataType {
     DataType::Struct(Fields::from(
-        ["quality", "alignment", "coherence", "realism", "difficulty"]
+        crate::quality::judge::DIMENSIONS
             .map(|n| Field::new(n, DataType::Float64, true))
             .to_vec(),
     ))

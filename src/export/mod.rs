@@ -303,7 +303,7 @@ pub fn export(o: &Options) -> Result<Summary, Error> {
             let pairs = dpo::read_pairs(&o.run)?;
             if pairs.is_empty() {
                 return Err(input_error(
-                    &o.run.join(dpo::DPO_DIR),
+                    &o.run.join(crate::dpo::DPO_DIR),
                     "no DPO pairs (run `mediflow dpo` first)",
                 ));
             }
@@ -370,7 +370,16 @@ pub fn export(o: &Options) -> Result<Summary, Error> {
         }
         let files = write::write_split(&out, split.name(), &p.schema, rows)?;
         counts.insert(split.name(), rows.len());
-        split_files.push((split.name().to_string(), files, rows.len()));
+        let bytes = files
+            .iter()
+            .map(|f| std::fs::metadata(out.join(f)).map_or(0, |m| m.len()))
+            .sum();
+        split_files.push(card::SplitFiles {
+            name: split.name().to_string(),
+            files,
+            rows: rows.len(),
+            bytes,
+        });
     }
     let manifest = manifest::read(&o.run)?;
     let export_settings = json!({
@@ -402,7 +411,7 @@ pub fn export(o: &Options) -> Result<Summary, Error> {
         out,
         input: p.rows.iter().map(Vec::len).sum(),
         splits: counts,
-        files: split_files.into_iter().flat_map(|s| s.1).collect(),
+        files: split_files.into_iter().flat_map(|s| s.files).collect(),
         decontamination: decon,
         mix,
         template_check,

@@ -22,14 +22,18 @@ fn shard_path(dir: &Path, k: usize, ext: &str) -> PathBuf {
 
 /// List the JSONL shards of a run directory in order.
 pub fn shard_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let data = dir.join(DATA_DIR);
-    let mut v: Vec<PathBuf> = match std::fs::read_dir(&data) {
+    jsonl_files(&dir.join(DATA_DIR))
+}
+
+/// The `.jsonl` files directly in `dir`, in name order (none if `dir` does not exist).
+pub fn jsonl_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut v: Vec<PathBuf> = match std::fs::read_dir(dir) {
         Ok(rd) => rd
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
             .collect(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => vec![],
-        Err(e) => return Err(e).with_context(|| format!("reading {}", data.display())),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
     };
     v.sort();
     Ok(v)
