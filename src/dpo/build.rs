@@ -8,6 +8,7 @@ use crate::engine::worker::{self, Target};
 use crate::engine::{JudgeRuntime, Shared};
 use crate::plan::{PlanItem, SeedAttrs};
 use crate::prompt::{self, Stage};
+use crate::quality::dedup::normalize;
 use crate::quality::judge::Aggregate;
 use crate::record::{bare_instruction, Record};
 use crate::schemas::{self, TaskSchema};
@@ -513,16 +514,14 @@ async fn on_policy(
     Made::Pair(Box::new(p))
 }
 
-/// Lowercased alphanumeric words: what "the same answer" is compared on.
+/// Lowercased alphanumeric words (dedup's normalisation): what "the same answer" is
+/// compared on.
 fn words(text: &str) -> Vec<String> {
-    text.split(|c: char| !c.is_alphanumeric())
+    normalize(text)
+        .split(' ')
         .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
+        .map(str::to_string)
         .collect()
-}
-
-fn normalize(text: &str) -> String {
-    words(text).join(" ")
 }
 
 /// Word-level similarity of two texts: 2 * LCS / (|a| + |b|) over their normalised words
