@@ -35,7 +35,12 @@ pub fn load(config: &Path, ov: &Overrides) -> Result<Loaded, Error> {
     };
     let (schemas, schema_problems) = Schemas::load_partial(&cfg.schemas_dir, &tax);
     problems.extend(schema_problems);
-    problems.extend(smoke_render(&tax, &schemas, &prompts, cfg.judge.enabled));
+    let extra: &[Stage] = if cfg.judge.enabled {
+        &[Stage::Judge]
+    } else {
+        &[]
+    };
+    problems.extend(smoke_render(&tax, &schemas, &prompts, extra));
     let judge_schema = if cfg.judge.enabled {
         let path = cfg
             .judge
@@ -63,7 +68,13 @@ pub fn load(config: &Path, ov: &Overrides) -> Result<Loaded, Error> {
 
 /// Render each template the taxonomy can select, once per (task, format) and per document,
 /// so a missing file, a syntax error or an undefined variable shows up before the run.
-fn smoke_render(tax: &Taxonomy, schemas: &Schemas, prompts: &Prompts, judge: bool) -> Vec<Problem> {
+/// `extra`: stages beyond generation whose templates must render too (judge, inject).
+pub fn smoke_render(
+    tax: &Taxonomy,
+    schemas: &Schemas,
+    prompts: &Prompts,
+    extra: &[Stage],
+) -> Vec<Problem> {
     let mut problems = Vec::new();
     let mut seen = std::collections::HashSet::new();
     let concept = tax.icd.codes.iter().find(|c| c.billable);
@@ -103,6 +114,8 @@ fn smoke_render(tax: &Taxonomy, schemas: &Schemas, prompts: &Prompts, judge: boo
                         ("previous_output", "{}"),
                         ("validation_error", "sample error"),
                         ("answer", "Sample answer."),
+                        ("error_type", "factual_error"),
+                        ("error_description", "a sample error"),
                     ],
                 );
                 let stages = [
@@ -110,9 +123,8 @@ fn smoke_render(tax: &Taxonomy, schemas: &Schemas, prompts: &Prompts, judge: boo
                     Stage::Instruction,
                     Stage::Answer,
                     Stage::Repair,
-                    Stage::Judge,
                 ];
-                for stage in stages.into_iter().filter(|s| judge || *s != Stage::Judge) {
+                for stage in stages.into_iter().chain(extra.iter().copied()) {
                     let name = prompts.template_for(stage, &item);
                     // One render per template, document type and format is enough.
                     let key = (

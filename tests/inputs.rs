@@ -173,3 +173,34 @@ fn unreachable_teacher_fails_the_probe_with_its_own_exit_code() {
         "nothing written before the probe passes"
     );
 }
+
+#[test]
+fn dpo_refuses_a_broken_inject_template_before_any_call() {
+    let tmp = tempfile::tempdir().unwrap();
+    let templates = tmp.path().join("templates");
+    copy_dir(&repo().join("templates"), &templates);
+    std::fs::write(
+        templates.join("dpo/inject.j2"),
+        "{% block system %}{{ no_such_variable }}{% endblock %}{% block user %}x{% endblock %}",
+    )
+    .unwrap();
+    let cfg = config(tmp.path(), DEAD_URL, 4, "");
+    edit(
+        &cfg,
+        &format!("templates_dir = \"{}\"", repo().join("templates").display()),
+        &format!("templates_dir = \"{}\"", templates.display()),
+    );
+    let run_dir = tmp.path().join("run");
+    std::fs::create_dir_all(&run_dir).unwrap();
+    let o = run(&[
+        "dpo",
+        "--run",
+        run_dir.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+        "--strategy",
+        "error_injection",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "stderr: {}", stderr(&o));
+    assert!(stderr(&o).contains("inject.j2"), "{}", stderr(&o));
+}

@@ -63,6 +63,16 @@ pub async fn exec(a: DpoArgs) -> Result<(), Error> {
                 .into(),
         ));
     }
+    // The pair builders' templates must render before any teacher call.
+    let problems = crate::check::smoke_render(
+        &l.tax,
+        &l.schemas,
+        &l.prompts,
+        &[crate::prompt::Stage::Judge, crate::prompt::Stage::Inject],
+    );
+    if !problems.is_empty() {
+        return Err(Error::Input(problems));
+    }
     // Pairs are always judged, whether or not the run itself was.
     let judge_schema = match l.judge_schema {
         Some(s) => s,
