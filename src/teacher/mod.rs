@@ -2,6 +2,7 @@
 //! `http` (any OpenAI-compatible server) and, for tests and benchmarks, `mock` (our own
 //! OpenAI-compatible server). `retry` decides what is retried and when.
 
+pub mod adaptive;
 pub mod embedded;
 pub mod http;
 pub mod mock;
