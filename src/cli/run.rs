@@ -12,7 +12,6 @@ use crate::teacher::{mock, Teacher};
 use clap::Args;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 #[derive(Args)]
 pub struct CheckArgs {
@@ -57,15 +56,7 @@ pub(super) async fn build_teacher(t: &TeacherConfig) -> Result<Arc<dyn Teacher>,
                 .map_err(|e| Error::TeacherUnavailable(format!("{e:#}")))?;
             Ok(Arc::new(teacher))
         }
-        TeacherKind::Openai => Ok(Arc::new(
-            HttpTeacher::new(
-                &t.base_urls,
-                &t.model,
-                t.api_key_env.as_deref(),
-                Duration::from_secs_f64(t.timeout_secs),
-            )
-            .map_err(Error::Other)?,
-        )),
+        TeacherKind::Openai => Ok(Arc::new(HttpTeacher::new(t).map_err(Error::Other)?)),
     }
 }
 

@@ -12,8 +12,7 @@
 //! - **refine**: step up, then down, around the best point, halving the step when neither
 //!   side gains 2% (an even result keeps the lower level: same tokens, less latency);
 //! - **hold**: stay at the best level, re-measuring it, and refine again after a while
-//!   (or at once if its throughput drops by a fifth), so the limit tracks a server whose
-//!   speed changes.
+//!   (12 windows and 30 s), so the limit tracks a server whose speed changes.
 //!
 //! A 429 / 503 (or a Retry-After) cuts the limit to 70% at once; so does a window whose
 //! median latency exceeds `max_latency_secs` when set. Where the server exposes load
@@ -90,7 +89,6 @@ enum Phase {
         stage: Stage,
     },
     Hold {
-        center: Point,
         windows: u32,
         since: Instant,
     },
@@ -249,11 +247,7 @@ impl Controller {
             return;
         }
         let to = ((self.limit as f64 * 0.7).floor() as usize).max(self.lim.min);
-        let center = Point {
-            limit: to,
-            tps: 0.0,
-        };
-        self.hold(now, center, format!("backed off: {what}"), None);
+        self.hold(now, to, format!("backed off: {what}"), None);
         // One cut per latency period: a burst of 429s is one signal, not ten.
         let pause = self.last_p50.max(0.25);
         self.cooldown_until = Some(now + std::time::Duration::from_secs_f64(pause));
@@ -349,15 +343,7 @@ impl Controller {
                 "median latency {:.2}s above max_latency_secs",
                 m.p50_latency
             );
-            return self.hold(
-                now,
-                Point {
-                    limit: to,
-                    tps: 0.0,
-                },
-                why,
-                Some(m),
-            );
+            return self.hold(now, to, why, Some(m));
         }
         // Too little work to fill the limit: this window says nothing about the server.
         if m.saturation < 0.85 {
@@ -423,31 +409,16 @@ impl Controller {
                     self.narrow(now, c, step, m, "down did not pay".into());
                 }
             },
-            Phase::Hold {
-                center,
-                windows,
-                since,
-            } => {
-                // Re-measure the held level (a fresh level after a back-off has no figure).
-                let tps = if center.tps > 0.0 {
-                    0.7 * center.tps + 0.3 * m.tps
-                } else {
-                    m.tps
-                };
-                let dropped = center.tps > 0.0 && m.tps < center.tps * 0.8;
+            Phase::Hold { windows, since } => {
+                // A single window's drop is no reason to move: the work's mix changes too
+                // (long documents, short verdicts), so only a periodic re-probe does.
                 let due = windows + 1 >= HOLD_WINDOWS
                     && now.saturating_duration_since(since).as_secs_f64() >= HOLD_SECS;
                 let step = (self.limit / 8).max(1);
-                if dropped {
-                    self.probe_up(now, here, step, m, "throughput dropped: re-probing".into());
-                } else if due {
+                if due {
                     self.probe_up(now, here, step, m, "periodic re-probe".into());
                 } else {
                     self.phase = Phase::Hold {
-                        center: Point {
-                            limit: self.limit,
-                            tps,
-                        },
                         windows: windows + 1,
                         since,
                     };
@@ -457,13 +428,12 @@ impl Controller {
         }
     }
 
-    fn hold(&mut self, now: Instant, center: Point, why: String, m: Option<Measurement>) {
+    fn hold(&mut self, now: Instant, limit: usize, why: String, m: Option<Measurement>) {
         self.phase = Phase::Hold {
-            center,
             windows: 0,
             since: now,
         };
-        self.set(now, center.limit, why, m);
+        self.set(now, limit, why, m);
     }
 
     /// Go to `center` and measure it before probing around it.
@@ -517,7 +487,12 @@ impl Controller {
         if step / 2 >= (c.limit / 16).max(1) {
             self.measure_center(now, c.limit, step / 2, m, format!("{why}: halving step"));
         } else {
-            self.hold(now, c, format!("{why}: converged at {}", c.limit), Some(m));
+            self.hold(
+                now,
+                c.limit,
+                format!("{why}: converged at {}", c.limit),
+                Some(m),
+            );
         }
     }
 }
