@@ -354,11 +354,16 @@ impl TeacherConfig {
                 ad.min, ad.initial, ad.max
             ));
         }
-        if !(ad.max_latency_secs >= 0.0) {
+        if ad.max_latency_secs.is_nan() || ad.max_latency_secs < 0.0 {
             p.push("`teacher.adaptive.max_latency_secs` must be >= 0".into());
         }
         let h = &t.health;
-        if h.failures_to_drain == 0 || !(h.interval_secs > 0.0) || !(h.all_down_wait_secs >= 0.0) {
+        let positive = |x: f64| x.is_finite() && x > 0.0;
+        if h.failures_to_drain == 0
+            || !positive(h.interval_secs)
+            || h.all_down_wait_secs.is_nan()
+            || h.all_down_wait_secs < 0.0
+        {
             p.push("`teacher.health` needs failures_to_drain >= 1, interval_secs > 0 and all_down_wait_secs >= 0".into());
         }
         if !(t.top_p > 0.0 && t.top_p <= 1.0) {

@@ -6,6 +6,7 @@ use crate::check;
 use crate::config::{TeacherConfig, TeacherKind};
 use crate::engine::{self, progress::Mode, RunOptions, Shared, Summary};
 use crate::error::Error;
+use crate::shard::ShardSpec;
 use crate::teacher::embedded::EmbeddedTeacher;
 use crate::teacher::http::HttpTeacher;
 use crate::teacher::{mock, Teacher};
@@ -34,6 +35,10 @@ pub struct RunArgs {
     /// Only the first N planned items.
     #[arg(long)]
     pub limit: Option<usize>,
+    /// Process shard I of N (0-based) of the plan, in `<out>/shards/I-of-N`; combine the
+    /// shards with `mediflow merge`.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<ShardSpec>,
     /// No progress output.
     #[arg(long, short)]
     pub quiet: bool,
@@ -120,6 +125,10 @@ pub async fn exec(a: RunArgs) -> Result<(), Error> {
         .out
         .clone()
         .unwrap_or_else(|| l.cfg.out_root.join(&l.cfg.name));
+    let out = match a.shard {
+        Some(spec) => spec.dir(&out),
+        None => out,
+    };
     let plan = l.plan;
     let mut sh = Shared::new(l.cfg, l.tax, l.schemas, l.prompts, teacher);
     if let Some(schema) = l.judge_schema {
@@ -132,6 +141,7 @@ pub async fn exec(a: RunArgs) -> Result<(), Error> {
         RunOptions {
             out_dir: out,
             limit: a.limit,
+            shard: a.shard,
             mode: Mode::detect(a.quiet),
         },
     )

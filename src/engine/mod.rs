@@ -19,6 +19,7 @@ use crate::quality::dedup::{self, Dedup};
 use crate::quality::filters::FILTERS;
 use crate::record::{Record, Rejection};
 use crate::schemas::{Schemas, TaskSchema};
+use crate::shard::{self, ShardSpec};
 use crate::sink::{Found, Sinks};
 use crate::taxonomy::Taxonomy;
 use crate::teacher::retry::Backoff;
@@ -97,6 +98,8 @@ impl Shared {
 pub struct RunOptions {
     pub out_dir: PathBuf,
     pub limit: Option<usize>,
+    /// Only this shard's slice of the plan (after `limit`).
+    pub shard: Option<ShardSpec>,
     pub mode: Mode,
 }
 
@@ -132,12 +135,15 @@ struct Committed {
 /// Generate every planned item not already on disk in `opts.out_dir` (and, with quotas,
 /// the refills that cells short of their target need).
 pub async fn run(sh: Arc<Shared>, plan: &Plan, opts: RunOptions) -> Result<Summary, Error> {
-    let items: Vec<PlanItem> = match opts.limit {
+    let mut items: Vec<PlanItem> = match opts.limit {
         Some(n) => plan.items.iter().take(n).cloned().collect(),
         None => plan.items.clone(),
     };
+    if let Some(spec) = opts.shard {
+        items = shard::select(items, spec);
+    }
     let out = &opts.out_dir;
-    manifest::begin(out, &sh, plan)?;
+    manifest::begin(out, &sh, plan, opts.limit, opts.shard)?;
 
     let filters: Vec<(&str, &[&str])> = FILTERS
         .iter()

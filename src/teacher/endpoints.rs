@@ -227,7 +227,7 @@ impl Pool {
                 (limit - st.in_flight) as f64 / limit as f64
             };
             let key = (!tried.contains(&i), spare);
-            if best.is_none_or(|(_, b)| key.0 > b.0 || (key.0 == b.0 && key.1 > b.1)) {
+            if best.is_none_or(|(_, b)| key.0 & !b.0 || (key.0 == b.0 && key.1 > b.1)) {
                 best = Some((i, key));
             }
         }
