@@ -249,6 +249,18 @@ pub struct EngineConfig {
     /// Records per output shard (JSONL + Parquet).
     #[serde(default = "d_shard")]
     pub shard_size: usize,
+    /// The order items are started in: `plan` (interleaved across cells) or `grouped` (by
+    /// document family, document type and task, for servers with prefix caching).
+    #[serde(default)]
+    pub order: WorkOrder,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkOrder {
+    #[default]
+    Plan,
+    Grouped,
 }
 
 impl Default for EngineConfig {
@@ -260,6 +272,7 @@ impl Default for EngineConfig {
             backoff_max_ms: d_backoff_max(),
             repair_attempts: d_repairs(),
             shard_size: d_shard(),
+            order: WorkOrder::default(),
         }
     }
 }

@@ -333,3 +333,120 @@ fn merge_removes_duplicates_across_shards() {
     assert_eq!(dropped as u64, cross);
     assert_exactly_once(&out, &planned_ids(&cfg, None));
 }
+
+/// The deployment examples drive a sharded run as Slurm and Kubernetes would: the Slurm
+/// array script once per task id, the Indexed Job's container command once per
+/// completion index, then their merge steps.
+#[test]
+fn the_slurm_and_kubernetes_examples_run_shards_and_merge() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = mock(&[]);
+    let cfg = config(tmp.path(), &m.url, 30, "");
+    let planned = planned_ids(&cfg, None);
+    let bin_dir = Path::new(bin()).parent().unwrap().to_path_buf();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let sh = |script: &str, env: &[(&str, String)]| {
+        let o = Command::new("bash")
+            .args(["-c", script])
+            .env("PATH", &path)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{script}: {}", stderr(&o));
+    };
+
+    // Slurm: the array script per task, then the merge script.
+    let slurm = repo().join("deploy/slurm");
+    let out = tmp.path().join("slurm-run");
+    let common = [
+        ("CONFIG", cfg.display().to_string()),
+        ("OUT", out.display().to_string()),
+        ("TEACHER_URLS", m.url.clone()),
+    ];
+    for i in 0..3 {
+        let mut env = common.to_vec();
+        env.push(("SLURM_ARRAY_TASK_ID", i.to_string()));
+        env.push(("SLURM_ARRAY_TASK_COUNT", "3".into()));
+        sh(&format!("{}/mediflow-shards.sbatch", slurm.display()), &env);
+    }
+    sh(
+        &format!("{}/mediflow-merge.sbatch", slurm.display()),
+        &common,
+    );
+    assert_exactly_once(&out, &planned);
+
+    // Kubernetes: the Indexed Job's command per index, with its own env (paths replaced).
+    let k8s = repo().join("deploy/kubernetes");
+    let docs: Vec<Value> = serde_norway::Deserializer::from_str(
+        &std::fs::read_to_string(k8s.join("mediflow-shards.yaml")).unwrap(),
+    )
+    .map(|d| serde::Deserialize::deserialize(d).unwrap())
+    .collect();
+    let job = docs.iter().find(|d| d["kind"] == "Job").expect("a Job");
+    assert_eq!(job["spec"]["completionMode"], "Indexed");
+    let container = &job["spec"]["template"]["spec"]["containers"][0];
+    let env_value = |c: &Value, name: &str| -> String {
+        c["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .and_then(|e| e["value"].as_str())
+            .unwrap_or_else(|| panic!("env {name}"))
+            .to_string()
+    };
+    let shards: usize = env_value(container, "SHARDS").parse().unwrap();
+    assert_eq!(
+        job["spec"]["completions"], shards,
+        "completions must equal SHARDS"
+    );
+    let mount = |c: &Value, p: &str| {
+        c["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| p.starts_with(v["mountPath"].as_str().unwrap()))
+    };
+    let (k_cfg, k_out) = (env_value(container, "CONFIG"), env_value(container, "OUT"));
+    assert!(
+        mount(container, &k_cfg) && mount(container, &k_out),
+        "CONFIG and OUT are on volumes"
+    );
+    let out = tmp.path().join("k8s-run");
+    let k8s_cfg = tmp.path().join("k8s.toml");
+    std::fs::copy(&cfg, &k8s_cfg).unwrap();
+    let command = |c: &Value| c["args"][0].as_str().unwrap().to_string();
+    for i in 0..shards {
+        // Each index runs its own slice of the plan.
+        sh(
+            &command(container),
+            &[
+                ("JOB_COMPLETION_INDEX", i.to_string()),
+                ("SHARDS", shards.to_string()),
+                ("CONFIG", k8s_cfg.display().to_string()),
+                ("OUT", out.display().to_string()),
+            ],
+        );
+    }
+    let merge_doc: Value =
+        serde_norway::from_str(&std::fs::read_to_string(k8s.join("mediflow-merge.yaml")).unwrap())
+            .unwrap();
+    let mc = &merge_doc["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        env_value(mc, "OUT"),
+        k_out,
+        "the merge reads where the shards wrote"
+    );
+    sh(
+        &command(mc),
+        &[
+            ("CONFIG", k8s_cfg.display().to_string()),
+            ("OUT", out.display().to_string()),
+        ],
+    );
+    assert_exactly_once(&out, &planned);
+}

@@ -27,6 +27,8 @@ pub enum BenchCmd {
     Teacher(TeacherBench),
     /// Benchmark deduplication on synthetic records (and datasketch's results on them).
     Dedup(super::bench_dedup::DedupBench),
+    /// Adaptive concurrency vs a fixed-concurrency sweep against a teacher server.
+    Concurrency(super::bench_concurrency::ConcurrencyBench),
 }
 
 #[derive(Args)]
@@ -128,6 +130,7 @@ pub async fn exec(a: BenchArgs) -> Result<(), Error> {
     let a = match a.cmd {
         BenchCmd::Teacher(a) => a,
         BenchCmd::Dedup(d) => return super::bench_dedup::exec(d),
+        BenchCmd::Concurrency(c) => return super::bench_concurrency::exec(c).await,
     };
     let weights: Weights = serde_json::from_value(json!(a.weights)).map_err(|_| {
         Error::Other(anyhow::anyhow!(

@@ -2,6 +2,7 @@
 //! and is a thin layer over the library.
 
 mod bench;
+mod bench_concurrency;
 mod bench_dedup;
 mod dedup;
 mod dpo;
@@ -54,7 +55,8 @@ enum Cmd {
     /// Obtain or list the embedded teacher's models.
     Model(model::ModelArgs),
     /// Benchmarks (`bench teacher`: the embedded teacher vs llama.cpp; `bench dedup`:
-    /// deduplication vs datasketch).
+    /// deduplication vs datasketch; `bench concurrency`: adaptive concurrency vs a
+    /// fixed-concurrency sweep against a server).
     Bench(bench::BenchArgs),
 }
 

@@ -178,6 +178,14 @@ fn print_summary(s: &Summary) {
         s.stats.teacher.prompt_tokens,
         s.stats.teacher.completion_tokens
     );
+    if s.session_cached_prompt_tokens > 0 {
+        println!(
+            "prefix cache: {} of {} prompt tokens this attempt ({:.1}%) were served from the server's cache",
+            s.session_cached_prompt_tokens,
+            s.session_prompt_tokens,
+            100.0 * s.session_cached_prompt_tokens as f64 / s.session_prompt_tokens.max(1) as f64
+        );
+    }
     let mut reasons: Vec<(&String, &u64)> = s.stats.rejected_by_reason.iter().collect();
     reasons.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
     if !reasons.is_empty() {

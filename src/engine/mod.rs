@@ -11,7 +11,7 @@ pub mod quota;
 pub mod stats;
 pub mod worker;
 
-use crate::config::RunConfig;
+use crate::config::{RunConfig, WorkOrder};
 use crate::error::Error;
 use crate::plan::{Cell, Plan, PlanItem};
 use crate::prompt::Prompts;
@@ -118,6 +118,11 @@ pub struct Summary {
     pub elapsed_secs: f64,
     pub items_per_sec: f64,
     pub completion_tokens_per_sec: f64,
+    /// This attempt's teacher calls answered, prompt tokens sent and those the server
+    /// served from its prefix cache (where it reports them).
+    pub session_calls: u64,
+    pub session_prompt_tokens: u64,
+    pub session_cached_prompt_tokens: u64,
     pub stats: Stats,
 }
 
@@ -141,6 +146,13 @@ pub async fn run(sh: Arc<Shared>, plan: &Plan, opts: RunOptions) -> Result<Summa
     };
     if let Some(spec) = opts.shard {
         items = shard::select(items, spec);
+    }
+    if sh.cfg.engine.order == WorkOrder::Grouped {
+        // Consecutive requests then share long prompt prefixes (a document type's
+        // instructions, a task's): servers with prefix caching reuse them.
+        items.sort_by(|a, b| {
+            (&a.family, &a.document, &a.task).cmp(&(&b.family, &b.document, &b.task))
+        });
     }
     let out = &opts.out_dir;
     manifest::begin(out, &sh, plan, opts.limit, opts.shard)?;
@@ -280,6 +292,9 @@ pub async fn run(sh: Arc<Shared>, plan: &Plan, opts: RunOptions) -> Result<Summa
         items_per_sec: new_done as f64 / elapsed.max(1e-9),
         completion_tokens_per_sec: sh.progress.tokens.load(Ordering::Relaxed) as f64
             / elapsed.max(1e-9),
+        session_calls: sh.progress.calls.load(Ordering::Relaxed),
+        session_prompt_tokens: sh.progress.prompt_tokens.load(Ordering::Relaxed),
+        session_cached_prompt_tokens: sh.progress.cached_tokens.load(Ordering::Relaxed),
         stats,
     };
     manifest::finish(out, &summary)?;

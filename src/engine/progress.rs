@@ -17,6 +17,11 @@ pub struct Counters {
     pub retries: AtomicU64,
     /// Completion tokens received this session.
     pub tokens: AtomicU64,
+    /// Teacher calls answered, prompt tokens sent, and those served from a prefix cache,
+    /// this session.
+    pub calls: AtomicU64,
+    pub prompt_tokens: AtomicU64,
+    pub cached_tokens: AtomicU64,
     /// Items of the run known so far, done or not (grows as quota refills are scheduled).
     pub total: AtomicU64,
 }

@@ -163,9 +163,13 @@ pub async fn call(
             rec.latency_ms += latency.as_millis() as u64;
             rec.prompt_tokens += u.prompt_tokens;
             rec.completion_tokens += u.completion_tokens;
-            sh.progress
-                .tokens
-                .fetch_add(u.completion_tokens, Ordering::Relaxed);
+            let p = &sh.progress;
+            p.tokens.fetch_add(u.completion_tokens, Ordering::Relaxed);
+            p.calls.fetch_add(1, Ordering::Relaxed);
+            p.prompt_tokens
+                .fetch_add(u.prompt_tokens, Ordering::Relaxed);
+            p.cached_tokens
+                .fetch_add(u.cached_tokens, Ordering::Relaxed);
         }
         match result {
             Ok(resp) => return Ok(resp.content.trim().to_string()),

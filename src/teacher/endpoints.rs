@@ -41,6 +41,9 @@ struct State {
     completion_tokens: u64,
     failures: u64,
     drains: u64,
+    failed_probes: u32,
+    /// When a request last got an answer (a busy server may be slow to answer a probe).
+    last_answer: Option<Instant>,
     /// The server has no `/metrics` we understand (stop asking).
     no_metrics: bool,
 }
@@ -120,6 +123,8 @@ impl Pool {
                         completion_tokens: 0,
                         failures: 0,
                         drains: 0,
+                        last_answer: None,
+                        failed_probes: 0,
                         no_metrics: false,
                     }),
                 }
@@ -267,6 +272,7 @@ impl Pool {
                 Outcome::Answered { tokens } => {
                     st.completion_tokens += tokens;
                     st.consecutive_failures = 0;
+                    st.last_answer = Some(now);
                 }
                 Outcome::Overloaded { retry_after } => {
                     st.consecutive_failures = 0;
@@ -425,12 +431,26 @@ async fn monitor_one(
         }
         rb.send()
     };
-    let healthy = ep.st.lock().unwrap().healthy;
-    // A drained endpoint is probed every tick; a healthy one at the health interval.
-    if health_due || !healthy {
+    let (healthy, last_answer) = {
+        let st = ep.st.lock().unwrap();
+        (st.healthy, st.last_answer)
+    };
+    // A drained endpoint is probed every tick; a healthy one at the health interval,
+    // unless it answered a request since the last one (it is busy, not dead).
+    let interval = Duration::from_secs_f64(p.health.interval_secs);
+    let answered_lately = last_answer.is_some_and(|t| t.elapsed() < interval);
+    if !healthy || (health_due && !answered_lately) {
         let ok =
             matches!(get(format!("{}/models", ep.base)).await, Ok(r) if r.status().is_success());
-        if ok != healthy {
+        // A healthy endpoint is drained after `failures_to_drain` failed probes in a row
+        // (one slow answer from a loaded server is not a failure); a drained one comes
+        // back on its first good probe.
+        let failed_probes = {
+            let mut st = ep.st.lock().unwrap();
+            st.failed_probes = if ok { 0 } else { st.failed_probes + 1 };
+            st.failed_probes
+        };
+        if ok != healthy && (ok || failed_probes >= p.health.failures_to_drain) {
             p.set_health(i, ok);
         }
         if !ok {

@@ -168,7 +168,12 @@ impl HttpTeacher {
             .unwrap_or("")
             .to_string();
         let finish_reason = choice["finish_reason"].as_str().unwrap_or("").to_string();
-        let usage: Usage = serde_json::from_value(v["usage"].clone()).unwrap_or_default();
+        let mut usage: Usage = serde_json::from_value(v["usage"].clone()).unwrap_or_default();
+        // Prefix-cache hits: OpenAI's field (vLLM, SGLang), or llama.cpp's timings.
+        usage.cached_tokens = v["usage"]["prompt_tokens_details"]["cached_tokens"]
+            .as_u64()
+            .or_else(|| v["timings"]["cache_n"].as_u64())
+            .unwrap_or(0);
         if finish_reason == "length" {
             return Err(TeacherError::Truncated {
                 partial: content,

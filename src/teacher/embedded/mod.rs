@@ -246,6 +246,7 @@ impl Teacher for EmbeddedTeacher {
         let usage = Usage {
             prompt_tokens,
             completion_tokens: g.tokens.len() as u64,
+            cached_tokens: 0,
         };
         if g.finish_reason == "length" {
             return Err(TeacherError::Truncated {
