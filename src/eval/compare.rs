@@ -12,6 +12,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::path::Path;
 
+/// (task, item id) -> the item's scores.
+type ItemScores = HashMap<(String, String), BTreeMap<String, Option<f64>>>;
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
     pub task: String,
@@ -38,15 +41,7 @@ pub struct Comparison {
     pub macro_b: Option<f64>,
 }
 
-fn load(
-    dir: &Path,
-) -> Result<
-    (
-        Results,
-        HashMap<(String, String), BTreeMap<String, Option<f64>>>,
-    ),
-    Error,
-> {
+fn load(dir: &Path) -> Result<(Results, ItemScores), Error> {
     let r =
         report::read(dir).map_err(|e| Error::Input(vec![Problem::new(dir, format!("{e:#}"))]))?;
     let preds = predictions::read(dir)
@@ -76,7 +71,7 @@ pub fn compare(
         let (Some(ma), Some(mb)) = (ta.metrics.get(m), tb.metrics.get(m)) else {
             continue;
         };
-        let scores = |p: &HashMap<(String, String), BTreeMap<String, Option<f64>>>| -> BTreeMap<String, f64> {
+        let scores = |p: &ItemScores| -> BTreeMap<String, f64> {
             p.iter()
                 .filter(|((t, _), _)| *t == ta.task)
                 .filter_map(|((_, id), s)| s.get(m).copied().flatten().map(|v| (id.clone(), v)))
