@@ -477,3 +477,88 @@ fn a_killed_eval_resumes_with_every_item_exactly_once() {
     let o = run(&eval_args("embedded", &tasks, &out, &["--limit", "40"]));
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
 }
+
+/// A stand-in for a server with the legacy completions endpoint (`echo` + `logprobs`):
+/// whitespace tokens, each with log-probability minus its length in characters.
+fn echo_server() -> String {
+    use axum::routing::{get, post};
+    use axum::Json;
+    use serde_json::json;
+    async fn completions(Json(req): Json<Value>) -> Json<Value> {
+        let chars: Vec<char> = req["prompt"].as_str().unwrap().chars().collect();
+        let (mut offsets, mut tokens, mut lps) = (vec![], vec![], vec![]);
+        let mut i = 0;
+        while i < chars.len() {
+            let start = i;
+            while i < chars.len() && chars[i].is_whitespace() {
+                i += 1;
+            }
+            while i < chars.len() && !chars[i].is_whitespace() {
+                i += 1;
+            }
+            let tok: String = chars[start..i].iter().collect();
+            offsets.push(start);
+            lps.push(json!(-(tok.trim().chars().count() as f64)));
+            tokens.push(tok);
+        }
+        lps[0] = Value::Null;
+        // The one generated token (max_tokens = 1) follows the echoed prompt.
+        offsets.push(chars.len());
+        tokens.push("x".into());
+        lps.push(json!(-0.5));
+        Json(json!({"choices": [{"index": 0, "text": "x", "logprobs": {
+            "tokens": tokens, "token_logprobs": lps, "text_offset": offsets}}]}))
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async move {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(l.local_addr().unwrap()).unwrap();
+            let app = axum::Router::new()
+                .route(
+                    "/v1/models",
+                    get(|| async { Json(json!({"data": [{"id": "fake"}]})) }),
+                )
+                .route("/v1/completions", post(completions));
+            axum::serve(l, app).await.unwrap();
+        });
+    });
+    format!("http://{}/v1", rx.recv().unwrap())
+}
+
+#[test]
+fn an_openai_compatible_server_with_echo_logprobs_scores_options_by_loglikelihood() {
+    let tmp = tempfile::tempdir().unwrap();
+    let url = echo_server();
+    let out = tmp.path().join("eval");
+    let tasks = mcq_tasks();
+    let o = run(&eval_args(&url, &tasks, &out, &["--limit", "5", "--quiet"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let preds = predictions::read(&out).unwrap();
+    assert_eq!(preds.len(), 10);
+    let tasks = mediflow::eval::task::load(
+        &MCQ.iter().map(|t| repo().join(t)).collect::<Vec<_>>(),
+        None,
+    )
+    .unwrap();
+    for p in &preds {
+        assert_eq!(p.mode, "loglikelihood", "{p:?}");
+        let item = tasks
+            .iter()
+            .find(|t| t.spec.name == p.task)
+            .unwrap()
+            .items
+            .iter()
+            .find(|i| i.id == p.id)
+            .unwrap();
+        // Exactly the option's tokens are summed: minus its non-space characters.
+        let want: Vec<f64> = item
+            .options
+            .iter()
+            .map(|o| -(o.chars().filter(|c| !c.is_whitespace()).count() as f64))
+            .collect();
+        assert_eq!(p.option_logprobs.as_ref().unwrap(), &want);
+    }
+    assert!(results(&out).tasks.iter().all(|t| t.notes.is_empty()));
+}
