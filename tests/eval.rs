@@ -184,6 +184,16 @@ fn mock_eval_of_an_exported_test_split_and_the_icd_benchmark() {
     let out = tmp.path().join("eval");
     let evals = repo().join("evals");
     let t0 = Instant::now();
+    // The generating mock judges open answers against the reference.
+    let judge = tmp.path().join("judge.toml");
+    std::fs::write(
+        &judge,
+        format!(
+            "[teacher]\nkind = \"openai\"\nbase_urls = [\"{}\"]\nmodel = \"judge\"\n",
+            gen.url
+        ),
+    )
+    .unwrap();
     let o = run(&eval_args(
         cfg.to_str().unwrap(),
         evals.to_str().unwrap(),
@@ -194,6 +204,8 @@ fn mock_eval_of_an_exported_test_split_and_the_icd_benchmark() {
             "--limit",
             "40",
             "--quiet",
+            "--judge",
+            judge.to_str().unwrap(),
         ],
     ));
     assert!(o.status.success(), "eval: {}", stderr(&o));
@@ -273,6 +285,19 @@ fn mock_eval_of_an_exported_test_split_and_the_icd_benchmark() {
         };
         assert!((f - want).abs() < 1e-9);
     }
+    // Judge scores: for exactly the well-formed open answers, on the 1-5 grid scaled to 0-1.
+    let qa: Vec<&Prediction> = preds
+        .iter()
+        .filter(|p| p.task == "heldout_question_answering")
+        .collect();
+    assert!(!qa.is_empty());
+    for p in &qa {
+        match (&p.answer, p.scores.get("judge_score").copied().flatten()) {
+            (Some(_), Some(g)) => assert!([0.0, 0.25, 0.5, 0.75, 1.0].contains(&g), "{g}"),
+            (None, Some(g)) => assert_eq!(g, 0.0),
+            (_, None) => panic!("no judge score: {p:?}"),
+        }
+    }
     // Parquet twin of the predictions.
     let pq = mediflow::export::write::read_parquet_rows(&out.join("predictions.parquet")).unwrap();
     assert_eq!(pq.len(), preds.len());
@@ -326,6 +351,17 @@ fn mock_eval_of_an_exported_test_split_and_the_icd_benchmark() {
     assert!(o.status.success(), "{}", stderr(&o));
     let c: Value = serde_json::from_slice(&o.stdout).unwrap();
     let r2 = results(&out2);
+    let qa2 = r2
+        .tasks
+        .iter()
+        .find(|t| t.task == "heldout_question_answering")
+        .unwrap();
+    assert!(!qa2.metrics.contains_key("judge_score"));
+    assert!(
+        qa2.notes.iter().any(|n| n.contains("no --judge")),
+        "{:?}",
+        qa2.notes
+    );
     let rows = c["rows"].as_array().unwrap();
     assert_eq!(rows.len(), r.tasks.iter().filter(|t| t.n > 0).count());
     for row in rows {

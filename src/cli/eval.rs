@@ -52,6 +52,13 @@ struct RunArgs {
     model_name: Option<String>,
     #[command(flatten)]
     tasks: Option<TaskArgs>,
+    /// The judge of tasks with a `judge` metric (same forms as --model); without it their
+    /// judge scores are left out.
+    #[arg(long)]
+    judge: Option<String>,
+    /// The served model's name, for a URL --judge.
+    #[arg(long)]
+    judge_model_name: Option<String>,
     /// Output directory (predictions, results); rerun with the same to resume.
     #[arg(long, required = true)]
     out: Option<PathBuf>,
@@ -131,8 +138,20 @@ async fn exec_run(a: RunArgs) -> Result<(), Error> {
     // Everything is checked before the model is loaded or called.
     let tasks = Arc::new(task::load(&ta.tasks, ta.data.as_deref())?);
     let cfg = backend::teacher_config(&model, a.model_name.as_deref())?;
+    let judge_cfg = match &a.judge {
+        Some(j) => Some(backend::teacher_config(j, a.judge_model_name.as_deref())?),
+        None => None,
+    };
     let desc = backend::describe(&cfg);
     let backend = Arc::new(backend::Backend::build(&cfg).await?);
+    let judge = match judge_cfg {
+        Some(c) => Some((
+            backend::Backend::build(&c).await?.chat,
+            backend::describe(&c),
+        )),
+        None => None,
+    };
+    let judged = judge.is_some();
     let opts = runner::Options {
         out: out.clone(),
         concurrency: a.concurrency,
@@ -145,6 +164,7 @@ async fn exec_run(a: RunArgs) -> Result<(), Error> {
         constrain: a.constrain,
         limit: ta.limit,
         quiet: a.quiet,
+        judge,
     };
     let outcome = runner::run(backend.clone(), tasks.clone(), desc.clone(), &opts).await?;
     let preds = predictions::read(&out)?;
@@ -160,6 +180,7 @@ async fn exec_run(a: RunArgs) -> Result<(), Error> {
             seed: a.seed,
         },
         backend.unsupported().as_deref(),
+        judged,
     );
     report::write(&out, &results)?;
     if a.json {

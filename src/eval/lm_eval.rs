@@ -3,11 +3,13 @@
 //! `data/<name>.jsonl`; multiple choice becomes `output_type: multiple_choice` (acc,
 //! acc_norm over the options' log-likelihoods), the other tasks `generate_until` scored by
 //! `utils.py` (the same JSON parsing and metrics as `mediflow eval`, except the
-//! valid-code ratio, which needs the code table). The context is the system and user text
+//! valid-code ratio, which needs the code table, and the judge score, which needs a judge
+//! model). The context is the system and user text
 //! joined by a blank line (`backend::plain_context`); add `--apply_chat_template` for chat
 //! models.
 
 use super::backend::plain_context;
+use super::metrics::MetricSpec;
 use super::task::Task;
 use anyhow::Context;
 use serde_json::json;
@@ -15,6 +17,15 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub const UTILS: &str = include_str!("lm_eval_utils.py");
+
+/// The metrics `utils.py` computes: all but the judge (a model call).
+fn portable(metrics: &[MetricSpec]) -> Vec<MetricSpec> {
+    metrics
+        .iter()
+        .filter(|m| !matches!(m, MetricSpec::Judge { .. }))
+        .cloned()
+        .collect()
+}
 
 /// The lm-eval task name of a mediflow task.
 pub fn task_name(t: &Task) -> String {
@@ -52,7 +63,7 @@ pub fn export(tasks: &[Task], out: &Path, limit: Option<usize>) -> anyhow::Resul
                 json!({
                     "id": it.id, "context": plain_context(&it.messages),
                     "reference": it.reference.to_string(), "schema": t.schema.to_string(),
-                    "metrics": serde_json::to_string(&t.spec.metrics)?,
+                    "metrics": serde_json::to_string(&portable(&t.spec.metrics))?,
                 })
             };
             serde_json::to_writer(&mut w, &row)?;
@@ -87,7 +98,7 @@ pub fn export(tasks: &[Task], out: &Path, limit: Option<usize>) -> anyhow::Resul
             });
             // `!function` tags are written by hand: serde's YAML has no custom tags.
             tail.push_str("process_results: !function utils.process_results\nmetric_list:\n");
-            for n in t.spec.metrics.iter().flat_map(|m| m.names()) {
+            for n in portable(&t.spec.metrics).iter().flat_map(|m| m.names()) {
                 if n == "valid_code_ratio" {
                     continue;
                 }

@@ -31,6 +31,10 @@ pub enum MetricSpec {
     },
     /// ROUGE-L F1 between the texts of `fields` (joined by line breaks).
     RougeL { fields: Vec<String> },
+    /// A judge model's 1-5 grade of the answer against the reference, as (grade - 1) / 4,
+    /// with the prompt `template` (relative to the task file; `system` and `user` blocks).
+    /// Needs `--judge`; computed by the runner (a model call), not here.
+    Judge { template: PathBuf },
 }
 
 impl MetricSpec {
@@ -48,11 +52,13 @@ impl MetricSpec {
                 "valid_code_ratio",
             ],
             MetricSpec::RougeL { .. } => vec!["rouge_l"],
+            MetricSpec::Judge { .. } => vec!["judge_score"],
         }
     }
 
     /// Scores of one item. `answer` is None for a malformed answer (every score 0);
-    /// `icd` is the loaded table of a `code_match` metric.
+    /// `icd` is the loaded table of a `code_match` metric. (A well-formed answer's judge
+    /// score is left to the runner.)
     pub fn score(
         &self,
         answer: Option<&Value>,
@@ -68,6 +74,7 @@ impl MetricSpec {
             return;
         };
         let values: Vec<Option<f64>> = match self {
+            MetricSpec::Judge { .. } => return,
             MetricSpec::SchemaValid => vec![Some(1.0)],
             MetricSpec::Accuracy { field } => {
                 let same = scalar(get(ans, field)) == scalar(get(reference, field));

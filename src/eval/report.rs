@@ -65,7 +65,7 @@ pub struct Results {
 }
 
 /// Aggregate `preds` per task. `ll_unsupported` is why the backend could not score by
-/// log-likelihood, if it could not.
+/// log-likelihood, if it could not; `judged` whether a judge model was given.
 pub fn build(
     tasks: &[Task],
     preds: &[Prediction],
@@ -73,6 +73,7 @@ pub fn build(
     limit: Option<usize>,
     boot: Bootstrap,
     ll_unsupported: Option<&str>,
+    judged: bool,
 ) -> Results {
     let mut by_task: BTreeMap<&str, Vec<&Prediction>> = BTreeMap::new();
     for p in preds {
@@ -129,6 +130,9 @@ pub fn build(
                 "{generated} item(s) scored by generation instead of log-likelihood: {}",
                 ll_unsupported.unwrap_or("the backend gave no log-probabilities")
             ));
+        }
+        if t.judge.is_some() && !judged {
+            notes.push("judge_score not computed: no --judge model given".into());
         }
         if t.skipped > 0 {
             notes.push(format!(

@@ -12,7 +12,7 @@ use super::{answer, metrics::get};
 use crate::error::Error;
 use crate::sink::JsonlAppender;
 use crate::teacher::retry::{classify, Backoff, Decision};
-use crate::teacher::{ChatRequest, TeacherError, Usage};
+use crate::teacher::{ChatRequest, Teacher, TeacherError, Usage};
 use anyhow::Context;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashSet};
@@ -35,6 +35,8 @@ pub struct Options {
     /// Only the first N items of each task.
     pub limit: Option<usize>,
     pub quiet: bool,
+    /// The judge of `judge` metrics and its description (None: judge scores are left out).
+    pub judge: Option<(Arc<dyn Teacher>, Value)>,
 }
 
 /// What one invocation did.
@@ -90,6 +92,7 @@ pub async fn run(
         &json!({
             "model": model, "tasks": super::task::fingerprint(&tasks),
             "temperature": opts.temperature, "constrain": opts.constrain,
+            "judge": opts.judge.as_ref().map(|j| &j.1),
         }),
     )?;
     let done: HashSet<(String, String)> = predictions::read(out)?
@@ -113,12 +116,13 @@ pub async fn run(
     let mut journal = JsonlAppender::open(&out.join(predictions::JSONL))?;
     let sem = Arc::new(Semaphore::new(opts.concurrency.max(1)));
     let (tx, mut rx) = mpsc::channel::<Result<Prediction, (String, String, String)>>(64);
-    let shared = Arc::new((
-        opts.max_attempts.max(1),
-        opts.backoff,
-        opts.temperature,
-        opts.constrain,
-    ));
+    let shared = Arc::new(Settings {
+        max_attempts: opts.max_attempts.max(1),
+        backoff: opts.backoff,
+        temperature: opts.temperature,
+        constrain: opts.constrain,
+        judge: opts.judge.as_ref().map(|j| j.0.clone()),
+    });
     for (ti, ii) in todo {
         let (backend, tasks, sem, tx, shared) = (
             backend.clone(),
@@ -160,7 +164,13 @@ pub async fn run(
     })
 }
 
-type Settings = (u32, Backoff, f32, bool);
+struct Settings {
+    max_attempts: u32,
+    backoff: Backoff,
+    temperature: f32,
+    constrain: bool,
+    judge: Option<Arc<dyn Teacher>>,
+}
 
 /// Retry `f` by the teacher policy, one semaphore permit per attempt.
 async fn retrying<T, Fut>(
@@ -180,8 +190,10 @@ where
         };
         match r {
             Ok(v) => return Ok(v),
-            Err(e) if classify(&e) == Decision::DontRetry || *attempts >= s.0 => return Err(e),
-            Err(e) => tokio::time::sleep(s.1.delay(*attempts, &e)).await,
+            Err(e) if classify(&e) == Decision::DontRetry || *attempts >= s.max_attempts => {
+                return Err(e)
+            }
+            Err(e) => tokio::time::sleep(s.backoff.delay(*attempts, &e)).await,
         }
     }
 }
@@ -264,12 +276,12 @@ async fn evaluate(
     let req = ChatRequest {
         messages: item.messages.clone(),
         max_tokens: task.spec.max_tokens,
-        temperature: s.2,
+        temperature: s.temperature,
         top_p: 1.0,
         seed: Some(
             crate::util::seed_from(&format!("{}/{}", task.spec.name, item.id)) & 0x7fff_ffff,
         ),
-        json_schema: s.3.then(|| task.schema.clone()),
+        json_schema: s.constrain.then(|| task.schema.clone()),
         stage: "eval",
     };
     // A cut or empty answer is the model's answer (decoding would repeat it): malformed.
@@ -295,6 +307,17 @@ async fn evaluate(
         None => answer::parse(&text, &task.validator),
     };
     p.scores = score(task, parsed.as_ref().ok(), &item.reference);
+    match (&task.judge, &s.judge, &parsed) {
+        (Some(tpl), Some(judge), Ok(a)) => {
+            let v = grade(tpl, judge, item, a, sem, s).await;
+            p.scores.insert("judge_score".into(), v);
+        }
+        // Without a judge the score is left out altogether (not 0 for malformed answers only).
+        (Some(_), None, _) => {
+            p.scores.remove("judge_score");
+        }
+        _ => {}
+    }
     p.malformed = parsed.as_ref().err().cloned();
     p.answer = parsed.ok();
     p.raw = Some(text);
@@ -303,4 +326,60 @@ async fn evaluate(
     p.prompt_tokens = usage.prompt_tokens;
     p.completion_tokens = usage.completion_tokens;
     Ok(p)
+}
+
+/// The verdict a judge must give.
+fn judge_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "rationale": {"type": "string", "maxLength": 600},
+            "score": {"type": "integer", "minimum": 1, "maximum": 5},
+        },
+        "required": ["rationale", "score"],
+        "additionalProperties": false,
+    })
+}
+
+/// The judge's grade of a well-formed answer, as (score - 1) / 4; None when the judge
+/// gives no usable verdict (the item then has no judge score).
+async fn grade(
+    tpl: &super::task::JudgeTemplate,
+    judge: &Arc<dyn Teacher>,
+    item: &Item,
+    answer: &Value,
+    sem: &Semaphore,
+    s: &Settings,
+) -> Option<f64> {
+    let messages = tpl
+        .render(
+            &super::backend::plain_context(&item.messages),
+            &item.reference,
+            answer,
+        )
+        .map_err(|p| tracing::warn!("judge prompt of {}: {p}", item.id))
+        .ok()?;
+    let schema = judge_schema();
+    let req = ChatRequest {
+        messages,
+        max_tokens: 512,
+        temperature: 0.0,
+        top_p: 1.0,
+        seed: Some(crate::util::seed_from(&format!("judge/{}", item.id)) & 0x7fff_ffff),
+        json_schema: Some(schema.clone()),
+        stage: "eval",
+    };
+    let mut attempts = 0;
+    let req = &req;
+    let text = retrying(sem, s, &mut attempts, move || async move {
+        judge.chat(req).await.map(|r| r.content)
+    })
+    .await
+    .map_err(|e| tracing::warn!("judge of {}: {e}", item.id))
+    .ok()?;
+    let v = jsonschema::validator_for(&schema).expect("valid schema");
+    let verdict = answer::parse(&text, &v)
+        .map_err(|e| tracing::warn!("judge verdict of {}: {e}", item.id))
+        .ok()?;
+    verdict["score"].as_f64().map(|g| (g - 1.0) / 4.0)
 }

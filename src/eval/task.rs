@@ -119,6 +119,8 @@ pub struct Task {
     /// The code table of a `code_match` metric.
     pub icd: Option<Arc<IcdTable>>,
     pub items: Vec<Item>,
+    /// The prompt of a `judge` metric.
+    pub judge: Option<JudgeTemplate>,
     /// Rows of the source left out because their reference is not a JSON object.
     pub skipped: usize,
     /// Short hash of the file (a resumed eval must use the same tasks).
@@ -132,6 +134,47 @@ impl Task {
     }
     pub fn is_multiple_choice(&self) -> bool {
         matches!(self.spec.source, SourceSpec::Icd10cmMcq { .. })
+    }
+}
+
+/// A judge metric's template: rendered with `prompt` (what the model was asked, as plain
+/// text), `reference` and `answer` (pretty JSON).
+#[derive(Clone)]
+pub struct JudgeTemplate {
+    pub prompts: Arc<crate::prompt::Prompts>,
+    pub name: String,
+}
+
+impl JudgeTemplate {
+    fn load(path: &Path) -> Result<JudgeTemplate, Vec<Problem>> {
+        let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+            return Err(vec![Problem::new(path, "not a template file")]);
+        };
+        let prompts = crate::prompt::Prompts::load(dir)?;
+        let name = name.to_string_lossy().into_owned();
+        if !prompts.exists(&name) {
+            return Err(vec![Problem::new(path, "judge template not found")]);
+        }
+        let t = JudgeTemplate {
+            prompts: Arc::new(prompts),
+            name,
+        };
+        t.render("task", &json!({"a": 1}), &json!({"a": 2}))
+            .map_err(|p| vec![p])?;
+        Ok(t)
+    }
+
+    pub fn render(
+        &self,
+        prompt: &str,
+        reference: &Value,
+        answer: &Value,
+    ) -> Result<Vec<Message>, Problem> {
+        let pretty = |v: &Value| serde_json::to_string_pretty(v).expect("serializable");
+        self.prompts.render(
+            &self.name,
+            &json!({ "prompt": prompt, "reference": pretty(reference), "answer": pretty(answer) }),
+        )
     }
 }
 
@@ -273,13 +316,19 @@ fn load_one(
             }
         }
     };
-    let mut icd = None;
+    let (mut icd, mut judge) = (None, None);
     for m in &spec.metrics {
-        if let MetricSpec::CodeMatch { table, .. } = m {
-            match table_at(&base.join(table), tables) {
-                Ok(t) => icd = Some(t),
-                Err(mut p) => problems.append(&mut p),
+        let r = match m {
+            MetricSpec::CodeMatch { table, .. } => {
+                table_at(&base.join(table), tables).map(|t| icd = Some(t))
             }
+            MetricSpec::Judge { template } => {
+                JudgeTemplate::load(&base.join(template)).map(|t| judge = Some(t))
+            }
+            _ => Ok(()),
+        };
+        if let Err(mut p) = r {
+            problems.append(&mut p);
         }
     }
     let mut env = Environment::new();
@@ -358,6 +407,7 @@ fn load_one(
         schema,
         validator,
         icd,
+        judge,
         items,
         skipped,
         hash,
