@@ -339,7 +339,7 @@ fn load_one(
             problems.push(Problem::new(path, format!("prompt.{name}: {e}")));
         }
     }
-    let rows = match source_rows(&spec.source, base, data, tables) {
+    let rows = match source_rows(&spec.source, path, data, tables) {
         Ok(r) => Some(r),
         Err(mut p) => {
             problems.append(&mut p);
@@ -434,12 +434,14 @@ struct Row {
     reference: Value,
 }
 
+/// The rows of the source of the task file at `path`.
 fn source_rows(
     src: &SourceSpec,
-    base: &Path,
+    path: &Path,
     data: Option<&Path>,
     tables: &mut HashMap<PathBuf, Arc<IcdTable>>,
 ) -> Result<(Vec<Row>, usize), Vec<Problem>> {
+    let base = path.parent().unwrap_or(Path::new("."));
     match src {
         SourceSpec::Icd10cmMcq {
             direction,
@@ -447,11 +449,10 @@ fn source_rows(
             seed,
             table,
         } => {
-            let dir = base.join(table);
             if *n == 0 {
-                return Err(vec![Problem::new(&dir, "`source.n` must be at least 1")]);
+                return Err(vec![Problem::new(path, "`source.n` must be at least 1")]);
             }
-            let t = table_at(&dir, tables)?;
+            let t = table_at(&base.join(table), tables)?;
             let rows = icd_mcq::generate(&t, *direction, *n, *seed)
                 .into_iter()
                 .map(|q| Row {
@@ -477,7 +478,7 @@ fn source_rows(
                 (None, Some(d)) => base.join(d),
                 (None, None) => {
                     return Err(vec![Problem::new(
-                        base,
+                        path,
                         format!(
                             "task on {task_type}: no export directory (give --data DIR or \
                              `source.dir`)"
