@@ -569,3 +569,47 @@ pub fn fingerprint(tasks: &[Task]) -> BTreeMap<String, String> {
         .map(|t| (t.spec.name.clone(), t.hash.clone()))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_toml_task_file_loads_like_its_yaml_twin() {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let yaml = repo.join("evals/icd10cm_code_to_description.yaml");
+        let spec: TaskSpec =
+            serde_norway::from_str(&std::fs::read_to_string(&yaml).unwrap()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let toml_path = dir.path().join("t.toml");
+        let mut spec_abs = spec.clone();
+        if let SourceSpec::Icd10cmMcq { table, .. } = &mut spec_abs.source {
+            *table = repo.join("taxonomy/icd10cm");
+        }
+        std::fs::write(&toml_path, toml::to_string(&spec_abs).unwrap()).unwrap();
+        // A folder holds task files and anything else (ignored).
+        std::fs::write(dir.path().join("notes.md"), "not a task").unwrap();
+        let a = load(&[yaml], None).unwrap();
+        let b = load(&[dir.path().to_path_buf()], None).unwrap();
+        assert_eq!(b.len(), 1);
+        let (a, b) = (&a[0], &b[0]);
+        assert_eq!(a.items.len(), 200);
+        assert_eq!(a.items.len(), b.items.len());
+        // (The prompt quotes the schema in the file's key order, which toml sorts.)
+        assert_eq!(a.schema, b.schema);
+        for (x, y) in a.items.iter().zip(&b.items) {
+            assert_eq!(
+                (&x.id, &x.options, &x.reference, &x.ll_messages),
+                (&y.id, &y.options, &y.reference, &y.ll_messages)
+            );
+        }
+        // The two prompts differ only where the template asks for the JSON answer.
+        let it = &a.items[0];
+        assert!(it.messages[1].content.contains("```json"));
+        let ll = &it.ll_messages.as_ref().unwrap()[1].content;
+        assert!(ll.ends_with("Answer:") && !ll.contains("```json"), "{ll}");
+        for (k, o) in it.options.iter().enumerate() {
+            assert!(ll.contains(&format!("{}. {o}", LETTERS[k])));
+        }
+    }
+}
