@@ -19,4 +19,5 @@ pub mod metrics;
 pub mod predictions;
 pub mod report;
 pub mod runner;
+pub mod source;
 pub mod task;
