@@ -1,8 +1,8 @@
 //! `mediflow eval`: score a model (any teacher backend) on held-out clinical tasks and on
 //! a real public benchmark, per task, with bootstrap confidence intervals.
 //!
-//! Tasks are files (`evals/*.yaml`, see `task`): a source of items (a mediflow export's
-//! test split, or the built-in ICD-10-CM concept MCQ in `icd_mcq`), a prompt template, the
+//! Tasks are files (`evals/*.yaml`, see `task`): a source of items (`source`: a mediflow
+//! export's test split, or the built-in ICD-10-CM concept MCQ in `icd_mcq`), a prompt template, the
 //! answer's JSON Schema and metrics (`metrics`). `runner` asks the model (generation, or
 //! log-likelihood of each option where the backend has log-probabilities: `backend`),
 //! journals per-item predictions, and resumes; `report` aggregates (`bootstrap`) into
