@@ -156,6 +156,60 @@ pub struct TeacherConfig {
     /// Settings of the embedded teacher (used when `kind = "embedded"`).
     #[serde(default)]
     pub embedded: crate::teacher::embedded::config::EmbeddedConfig,
+    /// How many requests each OpenAI-compatible endpoint gets in flight.
+    #[serde(default)]
+    pub adaptive: AdaptiveConfig,
+    /// Endpoint health: drain an endpoint after this many consecutive failures, probe
+    /// every endpoint every `health_interval_secs`, and let requests wait this long for
+    /// one to come back when all are down.
+    #[serde(default)]
+    pub health: HealthConfig,
+}
+
+/// Adaptive concurrency per OpenAI-compatible endpoint (`[teacher.adaptive]`). When on,
+/// `engine.concurrency` does not bound the teacher; `min`/`max` do.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdaptiveConfig {
+    pub enabled: bool,
+    pub min: usize,
+    pub max: usize,
+    pub initial: usize,
+    /// Back off when the median latency exceeds this (0 = throughput alone decides).
+    pub max_latency_secs: f64,
+    /// Read the server's load signals (`/metrics`, llama.cpp `/slots`) where it has them.
+    pub signals: bool,
+}
+
+impl Default for AdaptiveConfig {
+    fn default() -> Self {
+        AdaptiveConfig {
+            enabled: true,
+            min: 1,
+            max: 256,
+            initial: 8,
+            max_latency_secs: 0.0,
+            signals: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthConfig {
+    pub failures_to_drain: u32,
+    pub interval_secs: f64,
+    pub all_down_wait_secs: f64,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            failures_to_drain: 3,
+            interval_secs: 5.0,
+            all_down_wait_secs: 600.0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -293,6 +347,25 @@ impl TeacherConfig {
                 t.temperature
             ));
         }
+        let ad = &t.adaptive;
+        if ad.enabled && !(1 <= ad.min && ad.min <= ad.initial && ad.initial <= ad.max) {
+            p.push(format!(
+                "`teacher.adaptive` needs 1 <= min <= initial <= max, got min {} initial {} max {}",
+                ad.min, ad.initial, ad.max
+            ));
+        }
+        if ad.max_latency_secs.is_nan() || ad.max_latency_secs < 0.0 {
+            p.push("`teacher.adaptive.max_latency_secs` must be >= 0".into());
+        }
+        let h = &t.health;
+        let positive = |x: f64| x.is_finite() && x > 0.0;
+        if h.failures_to_drain == 0
+            || !positive(h.interval_secs)
+            || h.all_down_wait_secs.is_nan()
+            || h.all_down_wait_secs < 0.0
+        {
+            p.push("`teacher.health` needs failures_to_drain >= 1, interval_secs > 0 and all_down_wait_secs >= 0".into());
+        }
         if !(t.top_p > 0.0 && t.top_p <= 1.0) {
             p.push(format!(
                 "`teacher.top_p` must be within (0, 1], got {}",
@@ -347,8 +420,10 @@ impl RunConfig {
         if let Some(m) = &ov.model {
             self.teacher.model = m.clone();
         }
+        // A concurrency given on the command line is a fixed one.
         if let Some(c) = ov.concurrency {
             self.engine.concurrency = c;
+            self.teacher.adaptive.enabled = false;
         }
         if let Some(s) = ov.seed {
             self.seed = s;

@@ -17,6 +17,7 @@ pub mod prompt;
 pub mod quality;
 pub mod record;
 pub mod schemas;
+pub mod shard;
 pub mod sink;
 pub mod taxonomy;
 pub mod teacher;

@@ -17,6 +17,10 @@ pub struct MockArgs {
     /// Requests served at once (the rest queue); unlimited when absent.
     #[arg(long)]
     pub capacity: Option<usize>,
+    /// Throughput falls past this many requests in flight (service time grows with the
+    /// load; needs --latency-ms).
+    #[arg(long)]
+    pub knee: Option<usize>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Share of requests answered 429 (with Retry-After).
@@ -53,6 +57,7 @@ impl MockArgs {
         MockOptions {
             latency: Duration::from_millis(self.latency_ms),
             capacity: self.capacity,
+            knee: self.knee,
             seed: self.seed,
             rate_429: self.rate_429,
             rate_500: self.rate_500,

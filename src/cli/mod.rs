@@ -8,6 +8,7 @@ mod dpo;
 mod eval;
 mod export;
 mod inspect;
+mod merge;
 mod mock;
 mod model;
 mod plan;
@@ -39,6 +40,8 @@ enum Cmd {
     Plan(plan::PlanArgs),
     /// Generate the dataset (resumes where a previous attempt stopped).
     Run(run::RunArgs),
+    /// Combine the shards of a sharded run (`run --shard I/N`) into one dataset.
+    Merge(merge::MergeArgs),
     /// Serve the mock OpenAI-compatible teacher (for tests, benchmarks and demos).
     MockTeacher(mock::MockArgs),
     /// Show counts, sample rows and rejection reasons of a run directory.
@@ -110,6 +113,7 @@ pub fn main() -> i32 {
             Cmd::Check(a) => run::check(a).await,
             Cmd::Plan(a) => plan::exec(a),
             Cmd::Run(a) => run::exec(a).await,
+            Cmd::Merge(a) => merge::exec(a),
             Cmd::MockTeacher(a) => mock::exec(a).await,
             Cmd::Inspect(a) => inspect::exec(a),
             Cmd::Dedup(a) => dedup::exec(a),

@@ -6,13 +6,13 @@ use crate::check;
 use crate::config::{TeacherConfig, TeacherKind};
 use crate::engine::{self, progress::Mode, RunOptions, Shared, Summary};
 use crate::error::Error;
+use crate::shard::ShardSpec;
 use crate::teacher::embedded::EmbeddedTeacher;
 use crate::teacher::http::HttpTeacher;
 use crate::teacher::{mock, Teacher};
 use clap::Args;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 #[derive(Args)]
 pub struct CheckArgs {
@@ -35,6 +35,10 @@ pub struct RunArgs {
     /// Only the first N planned items.
     #[arg(long)]
     pub limit: Option<usize>,
+    /// Process shard I of N (0-based) of the plan, in `<out>/shards/I-of-N`; combine the
+    /// shards with `mediflow merge`.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<ShardSpec>,
     /// No progress output.
     #[arg(long, short)]
     pub quiet: bool,
@@ -57,15 +61,7 @@ pub(super) async fn build_teacher(t: &TeacherConfig) -> Result<Arc<dyn Teacher>,
                 .map_err(|e| Error::TeacherUnavailable(format!("{e:#}")))?;
             Ok(Arc::new(teacher))
         }
-        TeacherKind::Openai => Ok(Arc::new(
-            HttpTeacher::new(
-                &t.base_urls,
-                &t.model,
-                t.api_key_env.as_deref(),
-                Duration::from_secs_f64(t.timeout_secs),
-            )
-            .map_err(Error::Other)?,
-        )),
+        TeacherKind::Openai => Ok(Arc::new(HttpTeacher::new(t).map_err(Error::Other)?)),
     }
 }
 
@@ -129,6 +125,10 @@ pub async fn exec(a: RunArgs) -> Result<(), Error> {
         .out
         .clone()
         .unwrap_or_else(|| l.cfg.out_root.join(&l.cfg.name));
+    let out = match a.shard {
+        Some(spec) => spec.dir(&out),
+        None => out,
+    };
     let plan = l.plan;
     let mut sh = Shared::new(l.cfg, l.tax, l.schemas, l.prompts, teacher);
     if let Some(schema) = l.judge_schema {
@@ -141,6 +141,7 @@ pub async fn exec(a: RunArgs) -> Result<(), Error> {
         RunOptions {
             out_dir: out,
             limit: a.limit,
+            shard: a.shard,
             mode: Mode::detect(a.quiet),
         },
     )

@@ -2,8 +2,13 @@
 //! counts) and `stats.json`. A resumed run must match the manifest's fingerprint.
 
 use super::{Shared, Summary};
+use crate::config::RunConfig;
 use crate::error::Error;
 use crate::plan::Plan;
+use crate::prompt::Prompts;
+use crate::schemas::Schemas;
+use crate::shard::ShardSpec;
+use crate::taxonomy::Taxonomy;
 use anyhow::Context;
 use serde_json::{json, Value};
 use std::path::Path;
@@ -11,13 +16,13 @@ use std::path::Path;
 pub const MANIFEST: &str = "manifest.json";
 pub const STATS: &str = "stats.json";
 
-/// What must not change between attempts of one run.
-fn fingerprint(sh: &Shared) -> Value {
+/// What must not change between attempts of one run (or between the shards of one).
+pub fn fingerprint(cfg: &RunConfig, tax: &Taxonomy, prompts: &Prompts, schemas: &Schemas) -> Value {
     json!({
-        "generation": sh.cfg.generation_fingerprint(),
-        "taxonomy_hash": sh.tax.hash,
-        "templates_hash": sh.prompts.hash,
-        "schemas_hash": sh.schemas.hash,
+        "generation": cfg.generation_fingerprint(),
+        "taxonomy_hash": tax.hash,
+        "templates_hash": prompts.hash,
+        "schemas_hash": schemas.hash,
     })
 }
 
@@ -44,7 +49,7 @@ fn differences(prefix: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
     }
 }
 
-fn write_json(path: &Path, v: &Value) -> anyhow::Result<()> {
+pub fn write_json(path: &Path, v: &Value) -> anyhow::Result<()> {
     let tmp = path.with_extension("json.tmp");
     std::fs::write(&tmp, serde_json::to_vec_pretty(v)?)
         .with_context(|| format!("writing {}", tmp.display()))?;
@@ -64,10 +69,16 @@ pub fn read(dir: &Path) -> anyhow::Result<Option<Value>> {
 }
 
 /// Check an existing manifest against this run (refusing to mix runs), or write a new one.
-pub fn begin(dir: &Path, sh: &Shared, plan: &Plan) -> Result<(), Error> {
+pub fn begin(
+    dir: &Path,
+    sh: &Shared,
+    plan: &Plan,
+    limit: Option<usize>,
+    shard: Option<ShardSpec>,
+) -> Result<(), Error> {
     std::fs::create_dir_all(dir)
         .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-    let fp = fingerprint(sh);
+    let fp = fingerprint(&sh.cfg, &sh.tax, &sh.prompts, &sh.schemas);
     let mut manifest = match read(dir)? {
         Some(old) => {
             let mut diffs = Vec::new();
@@ -91,6 +102,8 @@ pub fn begin(dir: &Path, sh: &Shared, plan: &Plan) -> Result<(), Error> {
     manifest["config"] = serde_json::to_value(&sh.cfg).context("serializing config")?;
     manifest["teacher_backend"] = json!(sh.teacher.backend());
     manifest["plan"] = plan.summary();
+    // What this attempt covers: `merge` checks shards against it.
+    manifest["run"] = json!({ "limit": limit, "shard": shard });
     manifest["status"] = json!("running");
     manifest["updated_at"] = json!(chrono::Utc::now().to_rfc3339());
     write_json(&dir.join(MANIFEST), &manifest)?;

@@ -19,6 +19,7 @@ use crate::quality::dedup::{self, Dedup};
 use crate::quality::filters::FILTERS;
 use crate::record::{Record, Rejection};
 use crate::schemas::{Schemas, TaskSchema};
+use crate::shard::{self, ShardSpec};
 use crate::sink::{Found, Sinks};
 use crate::taxonomy::Taxonomy;
 use crate::teacher::retry::Backoff;
@@ -65,7 +66,7 @@ impl Shared {
     ) -> Self {
         let e = &cfg.engine;
         Shared {
-            requests: Semaphore::new(e.concurrency),
+            requests: Semaphore::new(teacher.capacity().unwrap_or(e.concurrency)),
             backoff: Backoff {
                 initial: Duration::from_millis(e.backoff_initial_ms),
                 max: Duration::from_millis(e.backoff_max_ms),
@@ -82,10 +83,12 @@ impl Shared {
 
     /// Judge with `teacher` (`None`: the generator's teacher) and the verdict `schema`.
     pub fn with_judge(mut self, teacher: Option<Arc<dyn Teacher>>, schema: TaskSchema) -> Self {
-        let own = teacher.is_some();
+        let requests = teacher
+            .as_ref()
+            .map(|t| Semaphore::new(t.capacity().unwrap_or(self.cfg.engine.concurrency)));
         self.judge = Some(JudgeRuntime {
             teacher: teacher.unwrap_or_else(|| self.teacher.clone()),
-            requests: own.then(|| Semaphore::new(self.cfg.engine.concurrency)),
+            requests,
             schema,
         });
         self
@@ -95,6 +98,8 @@ impl Shared {
 pub struct RunOptions {
     pub out_dir: PathBuf,
     pub limit: Option<usize>,
+    /// Only this shard's slice of the plan (after `limit`).
+    pub shard: Option<ShardSpec>,
     pub mode: Mode,
 }
 
@@ -130,12 +135,15 @@ struct Committed {
 /// Generate every planned item not already on disk in `opts.out_dir` (and, with quotas,
 /// the refills that cells short of their target need).
 pub async fn run(sh: Arc<Shared>, plan: &Plan, opts: RunOptions) -> Result<Summary, Error> {
-    let items: Vec<PlanItem> = match opts.limit {
+    let mut items: Vec<PlanItem> = match opts.limit {
         Some(n) => plan.items.iter().take(n).cloned().collect(),
         None => plan.items.clone(),
     };
+    if let Some(spec) = opts.shard {
+        items = shard::select(items, spec);
+    }
     let out = &opts.out_dir;
-    manifest::begin(out, &sh, plan)?;
+    manifest::begin(out, &sh, plan, opts.limit, opts.shard)?;
 
     let filters: Vec<(&str, &[&str])> = FILTERS
         .iter()
@@ -175,8 +183,14 @@ pub async fn run(sh: Arc<Shared>, plan: &Plan, opts: RunOptions) -> Result<Summa
 
     sh.progress.total.store(sched.issued(), Ordering::Relaxed);
     let started = Instant::now();
-    let reporter = Reporter::start(opts.mode, sh.progress.clone(), stats.planned, resumed_from);
-    let cap = sh.cfg.engine.concurrency;
+    let reporter = Reporter::start(
+        opts.mode,
+        sh.progress.clone(),
+        stats.planned,
+        resumed_from,
+        sh.teacher.clone(),
+    );
+    let cap = sh.teacher.capacity().unwrap_or(sh.cfg.engine.concurrency);
     let (tx, rx) = mpsc::channel::<(u64, Outcome)>(cap * 2);
     let (events_tx, mut events) = mpsc::unbounded_channel::<Committed>();
     let writer = {
@@ -225,6 +239,17 @@ pub async fn run(sh: Arc<Shared>, plan: &Plan, opts: RunOptions) -> Result<Summa
         r.context("a worker task panicked")?;
     }
     let (mut stats, sinks) = writer.await.context("writer task")??;
+    if let Some(r) = sh.teacher.control_report() {
+        stats.concurrency.insert("teacher".into(), r);
+    }
+    // A judge on other servers has its own endpoints (on the same ones, it shares them).
+    if let Some(j) = sh.judge.as_ref().filter(|j| j.requests.is_some()) {
+        if let Some(r) = j.teacher.control_report() {
+            if Some(&r["endpoints"]) != stats.concurrency.get("teacher").map(|t| &t["endpoints"]) {
+                stats.concurrency.insert("judge".into(), r);
+            }
+        }
+    }
     sinks.finish()?;
     reporter.stop().await;
 

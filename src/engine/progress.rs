@@ -1,6 +1,7 @@
 //! Progress reporting behind one small type: an indicatif bar on a terminal, plain log
 //! lines otherwise, nothing with `--quiet`. Counters are atomics shared with the workers.
 
+use crate::teacher::Teacher;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -46,7 +47,14 @@ pub struct Reporter {
 }
 
 impl Reporter {
-    pub fn start(mode: Mode, c: Arc<Counters>, total: u64, already: u64) -> Reporter {
+    /// `teacher`'s status line (e.g. each endpoint's concurrency limit) is shown too.
+    pub fn start(
+        mode: Mode,
+        c: Arc<Counters>,
+        total: u64,
+        already: u64,
+        teacher: Arc<dyn Teacher>,
+    ) -> Reporter {
         let (stop, mut rx) = tokio::sync::watch::channel(false);
         let handle = tokio::spawn(async move {
             if mode == Mode::Quiet {
@@ -76,7 +84,7 @@ impl Reporter {
                 let secs = started.elapsed().as_secs_f64().max(1e-3);
                 let done = c.done.load(Ordering::Relaxed);
                 let tok_s = c.tokens.load(Ordering::Relaxed) as f64 / secs;
-                let msg = format!(
+                let mut msg = format!(
                     "in flight {}  accepted {}  rejected {}  retries {}  {:.0} tok/s",
                     c.in_flight.load(Ordering::Relaxed),
                     c.accepted.load(Ordering::Relaxed),
@@ -84,6 +92,11 @@ impl Reporter {
                     c.retries.load(Ordering::Relaxed),
                     tok_s
                 );
+                if let Some(line) = teacher.status_line() {
+                    msg.push_str("  [");
+                    msg.push_str(&line);
+                    msg.push(']');
+                }
                 match &bar {
                     Some(b) => {
                         b.set_length(total);

@@ -123,6 +123,10 @@ pub struct Stats {
     pub judge: JudgeStats,
     /// Per cell (`task/document/difficulty/format`).
     pub cells: BTreeMap<String, CellStats>,
+    /// What the teachers' load control did this attempt: per endpoint its limit,
+    /// requests, failures, drains and the adaptive controller's decisions.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub concurrency: BTreeMap<String, serde_json::Value>,
 }
 
 impl Default for Stats {
@@ -144,6 +148,7 @@ impl Default for Stats {
             filters: IndexMap::new(),
             judge: JudgeStats::default(),
             cells: BTreeMap::new(),
+            concurrency: BTreeMap::new(),
         }
     }
 }

@@ -1,21 +1,19 @@
 //! OpenAI-compatible chat-completions client (vLLM, SGLang, TGI, llama.cpp, Ollama, ...).
-//! Several base URLs are load-balanced by in-flight count. The API key is read from an
-//! environment variable and never logged or written anywhere.
+//! Requests are spread over one or more endpoints by `endpoints::Pool` (adaptive
+//! concurrency per endpoint, health, failover). The API key is read from an environment
+//! variable and never logged or written anywhere.
 
+use super::endpoints::{self, Outcome, Pool};
 use super::{ChatRequest, ChatResponse, Teacher, TeacherError, Usage};
+use crate::config::TeacherConfig;
 use serde_json::{json, Value};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
-
-struct Endpoint {
-    base: String,
-    in_flight: AtomicUsize,
-}
 
 pub struct HttpTeacher {
     client: reqwest::Client,
-    endpoints: Vec<Endpoint>,
-    rotate: AtomicUsize,
+    pool: Arc<Pool>,
     model: String,
     api_key: Option<String>,
     /// Cleared the first time a server refuses `response_format` (then prompt-only).
@@ -23,13 +21,11 @@ pub struct HttpTeacher {
 }
 
 impl HttpTeacher {
-    pub fn new(
-        base_urls: &[String],
-        model: &str,
-        api_key_env: Option<&str>,
-        timeout: Duration,
-    ) -> anyhow::Result<Self> {
-        let api_key = api_key_env
+    pub fn new(t: &TeacherConfig) -> anyhow::Result<Self> {
+        let timeout = Duration::from_secs_f64(t.timeout_secs);
+        let api_key = t
+            .api_key_env
+            .as_deref()
             .and_then(|v| std::env::var(v).ok())
             .filter(|k| !k.is_empty());
         let client = reqwest::Client::builder()
@@ -37,30 +33,17 @@ impl HttpTeacher {
             .connect_timeout(Duration::from_secs(10).min(timeout))
             .pool_max_idle_per_host(1024)
             .build()?;
+        let (pool, new) = Pool::shared(&t.base_urls, &t.adaptive, &t.health);
+        if new {
+            endpoints::spawn_monitor(Arc::downgrade(&pool), client.clone(), api_key.clone());
+        }
         Ok(HttpTeacher {
             client,
-            endpoints: base_urls
-                .iter()
-                .map(|b| Endpoint {
-                    base: b.trim_end_matches('/').to_string(),
-                    in_flight: AtomicUsize::new(0),
-                })
-                .collect(),
-            rotate: AtomicUsize::new(0),
-            model: model.to_string(),
+            pool,
+            model: t.model.clone(),
             api_key,
             server_schema: AtomicBool::new(true),
         })
-    }
-
-    /// The endpoint with the fewest requests in flight (ties broken round-robin).
-    fn pick(&self) -> &Endpoint {
-        let n = self.endpoints.len();
-        let start = self.rotate.fetch_add(1, Ordering::Relaxed) % n;
-        (0..n)
-            .map(|k| &self.endpoints[(start + k) % n])
-            .min_by_key(|e| e.in_flight.load(Ordering::Relaxed))
-            .expect("at least one endpoint")
     }
 
     fn body(&self, req: &ChatRequest, with_schema: bool) -> Value {
@@ -84,27 +67,65 @@ impl HttpTeacher {
         body
     }
 
+    /// Send on a healthy endpoint; a request that gets no answer from one endpoint fails
+    /// over to another healthy one at once (it does not count as an attempt).
     async fn send(
         &self,
         req: &ChatRequest,
         with_schema: bool,
     ) -> Result<ChatResponse, TeacherError> {
-        let ep = self.pick();
-        ep.in_flight.fetch_add(1, Ordering::Relaxed);
-        let res = self.send_to(ep, req, with_schema).await;
-        ep.in_flight.fetch_sub(1, Ordering::Relaxed);
-        res
+        let mut tried = Vec::new();
+        loop {
+            let slot = self
+                .pool
+                .acquire(&tried)
+                .await
+                .map_err(TeacherError::Connection)?;
+            let ep = slot.ep;
+            let res = self
+                .send_to(&self.pool.endpoints[ep].base, req, with_schema)
+                .await;
+            let outcome = match &res {
+                Ok(r) => Outcome::Answered {
+                    tokens: r.usage.completion_tokens,
+                },
+                Err(TeacherError::Truncated { usage, .. }) => Outcome::Answered {
+                    tokens: usage.completion_tokens,
+                },
+                Err(TeacherError::Empty | TeacherError::BadResponse(_)) => {
+                    Outcome::Answered { tokens: 0 }
+                }
+                Err(TeacherError::RateLimited { retry_after })
+                | Err(TeacherError::Server {
+                    status: 503,
+                    retry_after,
+                    ..
+                }) => Outcome::Overloaded {
+                    retry_after: *retry_after,
+                },
+                Err(TeacherError::Server { .. })
+                | Err(TeacherError::Timeout)
+                | Err(TeacherError::Connection(_)) => Outcome::Failed,
+                Err(TeacherError::Client { .. }) => Outcome::Refused,
+            };
+            self.pool.release(slot, outcome);
+            tried.push(ep);
+            if matches!(outcome, Outcome::Failed) && self.pool.healthy_untried(&tried) {
+                continue;
+            }
+            return res;
+        }
     }
 
     async fn send_to(
         &self,
-        ep: &Endpoint,
+        base: &str,
         req: &ChatRequest,
         with_schema: bool,
     ) -> Result<ChatResponse, TeacherError> {
         let mut rb = self
             .client
-            .post(format!("{}/chat/completions", ep.base))
+            .post(format!("{base}/chat/completions"))
             .header("X-Mediflow-Stage", req.stage)
             .json(&self.body(req, with_schema));
         if let Some(k) = &self.api_key {
@@ -203,9 +224,21 @@ impl Teacher for HttpTeacher {
         }
     }
 
+    fn capacity(&self) -> Option<usize> {
+        self.pool.capacity()
+    }
+
+    fn status_line(&self) -> Option<String> {
+        Some(self.pool.status_line())
+    }
+
+    fn control_report(&self) -> Option<Value> {
+        Some(self.pool.report())
+    }
+
     async fn probe(&self) -> Result<String, String> {
         let mut seen = Vec::new();
-        for ep in &self.endpoints {
+        for ep in &self.pool.endpoints {
             let mut rb = self
                 .client
                 .get(format!("{}/models", ep.base))

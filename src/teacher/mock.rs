@@ -12,7 +12,7 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -23,6 +23,10 @@ pub struct MockOptions {
     pub latency: Duration,
     /// Requests served at once; the rest wait in a queue (None = unlimited).
     pub capacity: Option<usize>,
+    /// A capacity knee: with `n` requests in the server, service time is `latency` x
+    /// (1 + n/2K) up to K and grows with (n/K)^2 beyond, so throughput peaks at K in
+    /// flight and falls past it (as real servers do, without ever answering 429).
+    pub knee: Option<usize>,
     pub seed: u64,
     /// Fault rates in [0, 1], drawn per request deterministically.
     pub rate_429: f64,
@@ -46,6 +50,9 @@ struct Shared {
     /// How often each distinct request body has been seen (so a retry can succeed).
     seen: Mutex<HashMap<u64, u64>>,
     served: AtomicU64,
+    /// Requests in the handler now, and the most ever.
+    active: AtomicUsize,
+    max_active: AtomicUsize,
     /// Requests that carried an `Authorization: Bearer` header / a `response_format`.
     with_auth: AtomicU64,
     with_response_format: AtomicU64,
@@ -79,6 +86,8 @@ pub async fn start(addr: SocketAddr, opts: MockOptions) -> std::io::Result<MockS
         opts,
         seen: Mutex::new(HashMap::new()),
         served: AtomicU64::new(0),
+        active: AtomicUsize::new(0),
+        max_active: AtomicUsize::new(0),
         with_auth: AtomicU64::new(0),
         with_response_format: AtomicU64::new(0),
     });
@@ -98,10 +107,20 @@ pub async fn start(addr: SocketAddr, opts: MockOptions) -> std::io::Result<MockS
     })
 }
 
+/// Counts a request out of the handler however it leaves.
+struct Active<'a>(&'a AtomicUsize);
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Counters for tests: requests served, with auth, with a response_format.
 async fn stats(State(s): State<Arc<Shared>>) -> Json<Value> {
     Json(json!({
         "served": s.served.load(Ordering::Relaxed),
+        "max_in_flight": s.max_active.load(Ordering::Relaxed),
         "with_auth": s.with_auth.load(Ordering::Relaxed),
         "with_response_format": s.with_response_format.load(Ordering::Relaxed),
     }))
@@ -120,6 +139,9 @@ async fn chat(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
+    let n = s.active.fetch_add(1, Ordering::Relaxed) + 1;
+    s.max_active.fetch_max(n, Ordering::Relaxed);
+    let _active = Active(&s.active);
     let _permit = match &s.gate {
         Some(g) => Some(g.acquire().await.expect("semaphore open")),
         None => None,
@@ -134,7 +156,18 @@ async fn chat(
     let mut rng =
         ChaCha8Rng::seed_from_u64(s.opts.seed ^ key ^ nth.wrapping_mul(0x9E37_79B9_7F4A_7C15));
     if !s.opts.latency.is_zero() {
-        tokio::time::sleep(s.opts.latency).await;
+        let mut t = s.opts.latency.as_secs_f64();
+        if let Some(k) = s.opts.knee {
+            let k = k.max(1) as f64;
+            let n = n as f64;
+            t *= 1.0 + 0.5 * n.min(k) / k;
+            if n > k {
+                t *= (n / k).powi(2);
+            }
+            // Some spread, as real requests have.
+            t *= rng.random_range(0.9..1.1);
+        }
+        tokio::time::sleep(Duration::from_secs_f64(t)).await;
     }
     s.served.fetch_add(1, Ordering::Relaxed);
     let o = &s.opts;

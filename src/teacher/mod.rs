@@ -2,10 +2,13 @@
 //! `http` (any OpenAI-compatible server) and, for tests and benchmarks, `mock` (our own
 //! OpenAI-compatible server). `retry` decides what is retried and when.
 
+pub mod adaptive;
 pub mod embedded;
+pub mod endpoints;
 pub mod http;
 pub mod mock;
 pub mod retry;
+pub mod signals;
 
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -107,4 +110,17 @@ pub trait Teacher: Send + Sync {
     async fn chat(&self, req: &ChatRequest) -> Result<ChatResponse, TeacherError>;
     /// A cheap pre-flight check that the teacher is there (e.g. `GET /models`).
     async fn probe(&self) -> Result<String, String>;
+    /// The most requests in flight this teacher decides for itself (adaptive
+    /// concurrency); `None`: the engine's fixed concurrency bounds it.
+    fn capacity(&self) -> Option<usize> {
+        None
+    }
+    /// A short live status for the progress display.
+    fn status_line(&self) -> Option<String> {
+        None
+    }
+    /// What the teacher's load control did, for `stats.json`.
+    fn control_report(&self) -> Option<serde_json::Value> {
+        None
+    }
 }
