@@ -121,13 +121,7 @@ impl Backend {
                     .as_deref()
                     .and_then(|v| std::env::var(v).ok())
                     .filter(|k| !k.is_empty());
-                let chat = HttpTeacher::new(
-                    &cfg.base_urls,
-                    &cfg.model,
-                    cfg.api_key_env.as_deref(),
-                    timeout,
-                )
-                .map_err(Error::Other)?;
+                let chat = HttpTeacher::new(cfg).map_err(Error::Other)?;
                 let client = reqwest::Client::builder()
                     .timeout(timeout)
                     .build()
