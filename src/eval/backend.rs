@@ -2,7 +2,7 @@
 //! configs) or a name (`embedded`, or an OpenAI-compatible base URL plus a model name).
 //! Besides chat, a backend may score continuations by log-likelihood: the embedded model
 //! always can; an OpenAI-compatible server can when its legacy completions endpoint
-//! honours `echo` + `logprobs` (vLLM, llama.cpp's server, ...). Whether it does is found
+//! honours `echo` + `logprobs` (vLLM does). Whether it does is found
 //! out on the first such request; where it does not, multiple choice falls back to
 //! generation and the results say so.
 
@@ -264,7 +264,9 @@ impl Completions {
 }
 
 /// The sum of the echoed prompt tokens' log-probabilities whose text starts within
-/// `[from, to)` (character offsets), from a completions response.
+/// `[from, to)` (character offsets), from a completions response. None when the response
+/// has no echoed continuation tokens: a server that gives log-probabilities of generated
+/// tokens only (llama.cpp's) is not mistaken for one that scores every option 0.
 fn echo_logprob(v: &Value, from: usize, to: u64) -> Option<f64> {
     let lp = &v["choices"][0]["logprobs"];
     let offsets = lp["text_offset"].as_array()?;
