@@ -10,6 +10,7 @@ pub mod config;
 pub mod dpo;
 pub mod engine;
 pub mod error;
+pub mod eval;
 pub mod export;
 pub mod plan;
 pub mod prompt;

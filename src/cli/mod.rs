@@ -6,6 +6,7 @@ mod bench_concurrency;
 mod bench_dedup;
 mod dedup;
 mod dpo;
+mod eval;
 mod export;
 mod inspect;
 mod merge;
@@ -52,6 +53,8 @@ enum Cmd {
     Dedup(dedup::DedupArgs),
     /// Export a run as a training dataset (SFT or DPO; Parquet + JSONL + dataset card).
     Export(export::ExportArgs),
+    /// Score a model on held-out and benchmark tasks (`eval compare`, `eval export-lm-eval`).
+    Eval(eval::EvalArgs),
     /// Obtain or list the embedded teacher's models.
     Model(model::ModelArgs),
     /// Benchmarks (`bench teacher`: the embedded teacher vs llama.cpp; `bench dedup`:
@@ -118,6 +121,7 @@ pub fn main() -> i32 {
             Cmd::Dedup(a) => dedup::exec(a),
             Cmd::Dpo(a) => dpo::exec(a).await,
             Cmd::Export(a) => export::exec(a),
+            Cmd::Eval(a) => eval::exec(a).await,
             Cmd::Model(a) => model::exec(a),
             Cmd::Bench(a) => bench::exec(a).await,
         }

@@ -239,8 +239,10 @@ async fn chat(
         schema_in_prompt(&prompt)
     };
     let mut content = match (stage, schema) {
-        ("answer" | "repair", Some(_)) if bad_answer => json!({"unexpected": true}).to_string(),
-        ("answer" | "repair", Some(schema)) => {
+        ("answer" | "repair" | "eval", Some(_)) if bad_answer => {
+            json!({"unexpected": true}).to_string()
+        }
+        ("answer" | "repair" | "eval", Some(schema)) => {
             instance(&schema, "", &Source::from_message(last), &mut rng).to_string()
         }
         ("judge", _) => verdict(&prompt, o, &mut rng).to_string(),
