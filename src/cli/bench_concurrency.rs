@@ -32,10 +32,12 @@ pub struct ConcurrencyBench {
     /// Fixed concurrency levels of the sweep.
     #[arg(long, value_delimiter = ',', default_value = "1,2,4,8,16,32,64")]
     pub levels: Vec<usize>,
-    /// Warm-up before each sweep point is measured, in seconds.
+    /// Warm-up before each sweep point is measured, in seconds (and at least until the
+    /// first wave of requests is back).
     #[arg(long, default_value_t = 10.0)]
     pub warmup_secs: f64,
-    /// Measuring time of each sweep point, in seconds.
+    /// Measuring time of each sweep point, in seconds (and at least until 2 x the level
+    /// of calls have completed).
     #[arg(long, default_value_t = 30.0)]
     pub point_secs: f64,
     /// Items of the adaptive run (the first N of the plan).
@@ -82,9 +84,24 @@ async fn sweep_point(a: &ConcurrencyBench, level: usize, out: PathBuf) -> Result
             progress.calls.load(Ordering::Relaxed),
         )
     };
-    tokio::time::sleep(Duration::from_secs_f64(a.warmup_secs)).await;
+    // Warm up for `warmup_secs` and at least until the first wave of `level` calls is
+    // back; measure for `point_secs` and at least until 2 x `level` calls (8 at least)
+    // have completed, so slow levels are not cut off mid-wave (capped at 10 x).
+    let begun = Instant::now();
+    let secs = |x: f64| Duration::from_secs_f64(x);
+    let cap = secs(a.point_secs * 10.0 + a.warmup_secs);
+    while begun.elapsed() < secs(a.warmup_secs)
+        || (progress.calls.load(Ordering::Relaxed) < level as u64 && begun.elapsed() < cap)
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let (t0, tok0, calls0) = snapshot();
-    tokio::time::sleep(Duration::from_secs_f64(a.point_secs)).await;
+    let need = (2 * level).max(8) as u64;
+    while t0.elapsed() < secs(a.point_secs)
+        || (progress.calls.load(Ordering::Relaxed) - calls0 < need && begun.elapsed() < cap)
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let (t1, tok1, calls1) = snapshot();
     let finished_early = run.is_finished();
     if finished_early {
