@@ -14,6 +14,8 @@
 //! - **hold**: stay at the best level, re-measuring it, and refine again after a while
 //!   (12 windows and 30 s), so the limit tracks a server whose speed changes.
 //!
+//! A probe whose estimate is already a quarter below the level it is compared with ends
+//! its window early (past a knee, latency runs away and a full window would take long).
 //! A 429 / 503 (or a Retry-After) cuts the limit to 70% at once; so does a window whose
 //! median latency exceeds `max_latency_secs` when set. Where the server exposes load
 //! signals, a non-empty server queue or a nearly full KV cache stops any increase, and a
@@ -277,7 +279,7 @@ impl Controller {
         sorted.sort_by(f64::total_cmp);
         let p50 = sorted[n / 2];
         let span = now.saturating_duration_since(began).as_secs_f64();
-        if n < need || span < p50 || span <= 0.0 {
+        if n < 4 || span <= 0.0 {
             return;
         }
         let mean_in_flight = self.win.in_flight_integral / span;
@@ -289,6 +291,20 @@ impl Controller {
                 .then(|| self.win.waiting.0 / self.win.waiting.1 as f64),
             max_kv: self.win.max_kv,
         };
+        // A probe that is clearly worse than the level it is compared with ends early:
+        // where latency runs away (a server past its knee), a full window would take long.
+        let reference = match self.phase {
+            Phase::SlowStart { last: Some(p) } => Some(p.tps),
+            Phase::Refine {
+                stage: Stage::Up { center_tps } | Stage::Down { center_tps },
+                ..
+            } => Some(center_tps),
+            _ => None,
+        };
+        let clearly_worse = reference.is_some_and(|r| m.tps < 0.75 * r);
+        if (n < need || span < p50) && !clearly_worse {
+            return;
+        }
         self.last_p50 = p50;
         self.last_measurement = Some(m);
         self.decide(now, m);
