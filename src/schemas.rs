@@ -86,12 +86,11 @@ pub fn compile(path: &Path) -> Result<TaskSchema, Problem> {
     })
 }
 
-/// Validate an instance; the error text lists every violation (for repair prompts).
-pub fn validate(schema: &TaskSchema, instance: &Value) -> Result<(), String> {
-    let errors: Vec<String> = schema
-        .validator
+/// Up to `max` violations of `instance`, each with where it is.
+pub fn violations(validator: &jsonschema::Validator, instance: &Value, max: usize) -> Vec<String> {
+    validator
         .iter_errors(instance)
-        .take(8)
+        .take(max)
         .map(|e| {
             let at = e.instance_path().to_string();
             if at.is_empty() {
@@ -100,7 +99,12 @@ pub fn validate(schema: &TaskSchema, instance: &Value) -> Result<(), String> {
                 format!("at {at}: {e}")
             }
         })
-        .collect();
+        .collect()
+}
+
+/// Validate an instance; the error text lists every violation (for repair prompts).
+pub fn validate(schema: &TaskSchema, instance: &Value) -> Result<(), String> {
+    let errors = violations(&schema.validator, instance, 8);
     if errors.is_empty() {
         Ok(())
     } else {

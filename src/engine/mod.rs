@@ -16,7 +16,6 @@ use crate::error::Error;
 use crate::plan::{Cell, Plan, PlanItem};
 use crate::prompt::Prompts;
 use crate::quality::dedup::{self, Dedup};
-use crate::quality::filters::FILTERS;
 use crate::record::{Record, Rejection};
 use crate::schemas::{Schemas, TaskSchema};
 use crate::shard::{self, ShardSpec};
@@ -157,13 +156,7 @@ pub async fn run(sh: Arc<Shared>, plan: &Plan, opts: RunOptions) -> Result<Summa
     let out = &opts.out_dir;
     manifest::begin(out, &sh, plan, opts.limit, opts.shard)?;
 
-    let filters: Vec<(&str, &[&str])> = FILTERS
-        .iter()
-        .filter(|(name, _)| {
-            sh.cfg.filters.enabled && !sh.cfg.filters.disable.iter().any(|d| d == name)
-        })
-        .copied()
-        .collect();
+    let filters = sh.cfg.filters.active();
     let mut stats = Stats::new(items.len() as u64, &filters);
     let mut sched = Scheduler::new(plan, &items, &sh.cfg.quota);
     let mut dedup = Dedup::new(&sh.cfg.dedup);

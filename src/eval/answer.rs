@@ -13,18 +13,7 @@ pub fn parse(text: &str, validator: &jsonschema::Validator) -> Result<Value, Str
         .and_then(|r| r.trim_end().strip_suffix("```"))
         .unwrap_or(t);
     let v: Value = serde_json::from_str(body.trim()).map_err(|e| format!("not JSON: {e}"))?;
-    let errors: Vec<String> = validator
-        .iter_errors(&v)
-        .take(3)
-        .map(|e| {
-            let at = e.instance_path().to_string();
-            if at.is_empty() {
-                e.to_string()
-            } else {
-                format!("at {at}: {e}")
-            }
-        })
-        .collect();
+    let errors = crate::schemas::violations(validator, &v, 3);
     if errors.is_empty() {
         Ok(v)
     } else {

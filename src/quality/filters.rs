@@ -113,6 +113,15 @@ impl Default for FiltersConfig {
 }
 
 impl FiltersConfig {
+    /// The filters this config runs (name, drop reasons), in run order.
+    pub fn active(&self) -> Vec<(&'static str, &'static [&'static str])> {
+        FILTERS
+            .iter()
+            .filter(|(name, _)| self.enabled && !self.disable.iter().any(|d| d == name))
+            .copied()
+            .collect()
+    }
+
     /// Problems serde cannot see (empty = ok).
     pub fn validate(&self) -> Vec<String> {
         let mut p = Vec::new();

@@ -15,7 +15,6 @@ use crate::engine::stats::Stats;
 use crate::error::{Error, Problem};
 use crate::plan::{Cell, PlanItem};
 use crate::quality::dedup::{record_text, Dedup};
-use crate::quality::filters::FILTERS;
 use crate::record::{Record, Rejection};
 use crate::sink::{self, Sinks};
 use anyhow::Context;
@@ -255,13 +254,7 @@ pub fn merge(l: &Loaded, out: &Path) -> Result<MergeSummary, Error> {
             None => (1, 0, r.cell().key(), r.cell_index),
         }
     });
-    let filters: Vec<(&str, &[&str])> = FILTERS
-        .iter()
-        .filter(|(name, _)| {
-            l.cfg.filters.enabled && !l.cfg.filters.disable.iter().any(|d| d == name)
-        })
-        .copied()
-        .collect();
+    let filters = l.cfg.filters.active();
     let mut stats = Stats::new(items.len() as u64, &filters);
     let mut dedup = Dedup::new(&l.cfg.dedup);
     let mut sinks = Sinks::open(out, l.cfg.engine.shard_size, |_| {})?;
