@@ -24,20 +24,28 @@ const KV_USAGE: &[&str] = &[
 ];
 
 /// Read the known gauges from a Prometheus text exposition (summed over label sets, e.g.
-/// one per served model). `None` when the text carries none of them.
+/// one per served model). `None` when the text carries none of them. (The
+/// `prometheus-parse` crate rejects the `:` that vLLM's and llama.cpp's metric names
+/// carry, so the few lines needed are read here: `name{labels} value [timestamp]`.)
 pub fn parse_metrics(text: &str) -> Option<Signals> {
-    let lines = text.lines().map(|l| Ok(l.to_string()));
-    let scrape = prometheus_parse::Scrape::parse(lines).ok()?;
+    let samples: Vec<(&str, f64)> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| {
+            let name_end = l.find(|c: char| c == '{' || c.is_whitespace())?;
+            let rest = match l[name_end..].strip_prefix('{') {
+                Some(r) => &r[r.find('}')? + 1..],
+                None => &l[name_end..],
+            };
+            let value: f64 = rest.split_whitespace().next()?.parse().ok()?;
+            Some((&l[..name_end], value))
+        })
+        .collect();
     let sum = |names: &[&str]| -> Option<f64> {
         let mut found = None;
-        for s in &scrape.samples {
-            if names.contains(&s.metric.as_str()) {
-                let v = match s.value {
-                    prometheus_parse::Value::Gauge(v)
-                    | prometheus_parse::Value::Untyped(v)
-                    | prometheus_parse::Value::Counter(v) => v,
-                    _ => continue,
-                };
+        for (name, v) in &samples {
+            if names.contains(name) {
                 *found.get_or_insert(0.0) += v;
             }
         }
