@@ -180,14 +180,13 @@ pub async fn exec(a: ConcurrencyBench) -> Result<(), Error> {
     let mut sweep = Vec::new();
     for &level in &a.levels {
         let p = sweep_point(&a, level, scratch.join(format!("sweep-{level}"))).await?;
-        if !a.json {
-            eprintln!(
-                "sweep: {level:>4} in flight: {:>9.1} tokens/s  {:>6.2} calls/s  mean latency {:.2}s",
-                p["tokens_per_sec"].as_f64().unwrap_or(0.0),
-                p["calls_per_sec"].as_f64().unwrap_or(0.0),
-                p["mean_latency_secs"].as_f64().unwrap_or(f64::NAN)
-            );
-        }
+        // On stderr even with --json: a long bench shows where it is.
+        eprintln!(
+            "sweep: {level:>4} in flight: {:>9.1} tokens/s  {:>6.2} calls/s  mean latency {:.2}s",
+            p["tokens_per_sec"].as_f64().unwrap_or(0.0),
+            p["calls_per_sec"].as_f64().unwrap_or(0.0),
+            p["mean_latency_secs"].as_f64().unwrap_or(f64::NAN)
+        );
         sweep.push(p);
     }
     let best = sweep
