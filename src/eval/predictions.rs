@@ -2,11 +2,7 @@
 //! journal a resumed eval starts from), and written as `predictions.parquet` at the end.
 
 use crate::export::write::to_batch;
-use anyhow::Context;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use parquet::arrow::ArrowWriter;
-use parquet::basic::Compression;
-use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -71,14 +67,7 @@ fn schema() -> SchemaRef {
 /// Write `rows` as Parquet (JSON-valued columns as JSON text), via a temporary name.
 pub fn write_parquet(path: &Path, rows: &[Prediction]) -> anyhow::Result<()> {
     let schema = schema();
-    let tmp = path.with_extension("parquet.tmp");
-    let file =
-        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    let props = WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
-        .build();
-    let mut w = ArrowWriter::try_new(file, schema.clone(), Some(props))?;
-    for chunk in rows.chunks(4096) {
+    let batches = rows.chunks(4096).map(|chunk| {
         let values: Vec<Value> = chunk
             .iter()
             .map(|p| {
@@ -93,9 +82,7 @@ pub fn write_parquet(path: &Path, rows: &[Prediction]) -> anyhow::Result<()> {
                 })
             })
             .collect();
-        w.write(&to_batch(&schema, &values)?)?;
-    }
-    w.into_inner()?.sync_all()?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
-    Ok(())
+        to_batch(&schema, &values)
+    });
+    crate::sink::write_batches(path, schema.clone(), batches)
 }

@@ -5,9 +5,6 @@ use anyhow::Context;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::arrow::ArrowWriter;
-use parquet::basic::Compression;
-use parquet::file::properties::WriterProperties;
 use serde_json::Value;
 use std::io::Write;
 use std::path::Path;
@@ -41,16 +38,8 @@ pub fn write_split(
         let name = format!("{split}-{k:05}-of-{shards:05}");
         let rel = format!("data/{name}.parquet");
         let path = out.join(&rel);
-        let file =
-            std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
-        let props = WriterProperties::builder()
-            .set_compression(Compression::SNAPPY)
-            .build();
-        let mut w = ArrowWriter::try_new(file, schema.clone(), Some(props))?;
-        for part in chunk.chunks(4096) {
-            w.write(&to_batch(schema, part)?)?;
-        }
-        w.close()?;
+        let batches = chunk.chunks(4096).map(|part| to_batch(schema, part));
+        crate::sink::write_batches(&path, schema.clone(), batches)?;
         let jsonl = out.join("jsonl").join(format!("{name}.jsonl"));
         let mut f = std::io::BufWriter::new(
             std::fs::File::create(&jsonl)

@@ -7,7 +7,7 @@ mod jsonl;
 mod parquet;
 
 pub use jsonl::{for_each_jsonl, read_jsonl, JsonlAppender};
-pub use parquet::{read_parquet, write_parquet};
+pub use parquet::{read_parquet, write_batches, write_parquet};
 
 use crate::record::{Record, Rejection};
 use anyhow::Context;

@@ -3,6 +3,8 @@
 
 use crate::record::{self, Record};
 use anyhow::Context;
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
@@ -10,18 +12,31 @@ use parquet::file::properties::WriterProperties;
 use std::path::Path;
 
 pub fn write_parquet(path: &Path, rows: &[Record]) -> anyhow::Result<()> {
+    write_batches(
+        path,
+        record::arrow_schema(),
+        rows.chunks(4096).map(record::to_batch),
+    )
+}
+
+/// Write `batches` as a Snappy-compressed Parquet file at `path`, via a temporary name so
+/// the file is either whole or absent.
+pub fn write_batches(
+    path: &Path,
+    schema: SchemaRef,
+    batches: impl IntoIterator<Item = anyhow::Result<RecordBatch>>,
+) -> anyhow::Result<()> {
     let tmp = path.with_extension("parquet.tmp");
     let file =
         std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     let props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .build();
-    let mut w = ArrowWriter::try_new(file, record::arrow_schema(), Some(props))?;
-    for chunk in rows.chunks(4096) {
-        w.write(&record::to_batch(chunk)?)?;
+    let mut w = ArrowWriter::try_new(file, schema, Some(props))?;
+    for batch in batches {
+        w.write(&batch?)?;
     }
-    let file = w.into_inner()?;
-    file.sync_all()?;
+    w.into_inner()?.sync_all()?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
     Ok(())
 }
