@@ -76,7 +76,8 @@ pub struct ConfigArgs {
     /// Overrides `teacher.model`.
     #[arg(long)]
     pub model: Option<String>,
-    /// Overrides `engine.concurrency` (teacher requests in flight).
+    /// A fixed number of teacher requests in flight (overrides `engine.concurrency` and
+    /// turns adaptive concurrency off).
     #[arg(long)]
     pub concurrency: Option<usize>,
     /// Overrides the run seed.
