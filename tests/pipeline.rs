@@ -238,21 +238,6 @@ fn resume_refuses_a_different_config_and_limit_extends_a_run() {
     );
 }
 
-fn mock_stats(url: &str) -> serde_json::Value {
-    // A tiny blocking GET over loopback, so the test does not need an HTTP client of its own.
-    use std::io::{Read, Write};
-    let hostport = url.trim_start_matches("http://").trim_end_matches("/v1");
-    let mut s = std::net::TcpStream::connect(hostport).unwrap();
-    write!(
-        s,
-        "GET /stats HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).unwrap();
-    serde_json::from_str(buf.split("\r\n\r\n").nth(1).unwrap().trim()).unwrap()
-}
-
 #[test]
 fn two_endpoints_share_the_load_prompt_only_schemas_work_and_the_api_key_stays_secret() {
     let tmp = tempfile::tempdir().unwrap();

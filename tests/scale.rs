@@ -15,15 +15,6 @@ fn stats(out: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(out.join("stats.json")).unwrap()).unwrap()
 }
 
-fn mock_stats(url: &str) -> Value {
-    let root = url.trim_end_matches("/v1");
-    let o = Command::new("curl")
-        .args(["-sf", &format!("{root}/stats")])
-        .output()
-        .unwrap();
-    serde_json::from_slice(&o.stdout).unwrap()
-}
-
 /// The generator's endpoints in a run's stats.
 fn endpoints(out: &Path) -> Vec<Value> {
     stats(out)["concurrency"]["teacher"]["endpoints"]

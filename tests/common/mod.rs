@@ -160,3 +160,19 @@ pub fn assert_exactly_once(out: &Path, planned: &[String]) {
     want.sort();
     assert_eq!(seen, want, "records + rejects must equal the plan");
 }
+
+/// The mock teacher's `/stats` counters.
+pub fn mock_stats(url: &str) -> serde_json::Value {
+    // A tiny blocking GET over loopback, so the test does not need an HTTP client of its own.
+    use std::io::{Read, Write};
+    let hostport = url.trim_start_matches("http://").trim_end_matches("/v1");
+    let mut s = std::net::TcpStream::connect(hostport).unwrap();
+    write!(
+        s,
+        "GET /stats HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).unwrap();
+    serde_json::from_str(buf.split("\r\n\r\n").nth(1).unwrap().trim()).unwrap()
+}
