@@ -6,11 +6,18 @@
 //! measurement window starts once the requests sent at the new level have begun to
 //! complete, and estimates throughput by Little's law: mean requests in flight x (tokens
 //! / latency summed over the window's completions), which holds however bursty the
-//! completions are. The limit then moves by a hill climb on that estimate:
+//! completions are. A window closes after max(limit, 12) completions and at least one
+//! median latency. Two windows are compared on the same mix of request kinds (pipeline
+//! stages): a window that happened to see more short verdicts than long documents would
+//! otherwise look faster or slower than its level is. The limit then moves by a hill
+//! climb on that comparison:
 //!
 //! - **slow start**: double while a doubling gains at least 5%;
-//! - **refine**: step up, then down, around the best point, halving the step when neither
-//!   side gains 2% (an even result keeps the lower level: same tokens, less latency);
+//! - **refine**: step up, then down, around the best point (first a quarter of the last
+//!   doubling's gap: the knee lies between its two levels), halving the step when neither
+//!   side gains 2% (an even result keeps the lower level: same tokens, less latency)
+//!   while half of it is still a quarter of the level (finer steps cost more windows
+//!   than they can gain);
 //! - **hold**: stay at the best level, re-measuring it, and refine again after a while
 //!   (12 windows and 30 s), so the limit tracks a server whose speed changes.
 //!
@@ -66,21 +73,80 @@ pub struct Decision {
     pub p50_latency_ms: Option<f64>,
 }
 
-#[derive(Debug, Clone, Copy)]
+/// Completions of one kind of request (a pipeline stage) in a window.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct KindSums {
+    kind: &'static str,
+    n: u32,
+    tokens: f64,
+    latency: f64,
+}
+
+/// A window's throughput, comparable with another window's on a common request mix.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mix {
+    mean_in_flight: f64,
+    kinds: Vec<KindSums>,
+}
+
+impl Mix {
+    /// Little's law over this window's own mix.
+    fn tps(&self) -> f64 {
+        let (t, l) = self
+            .kinds
+            .iter()
+            .fold((0.0, 0.0), |(t, l), k| (t + k.tokens, l + k.latency));
+        self.mean_in_flight * t / l.max(1e-9)
+    }
+
+    /// Little's law with each kind's mean tokens and latency from this window, weighted by
+    /// the counts `w` (a mix shared by the two windows compared).
+    fn tps_for(&self, w: &[(&'static str, f64)]) -> f64 {
+        let (mut t, mut l) = (0.0, 0.0);
+        for (kind, weight) in w {
+            if let Some(k) = self.kinds.iter().find(|k| k.kind == *kind) {
+                t += weight * k.tokens / k.n as f64;
+                l += weight * k.latency / k.n as f64;
+            }
+        }
+        self.mean_in_flight * t / l.max(1e-9)
+    }
+
+    /// This window's throughput over `other`'s, both on the kinds they share, weighted by
+    /// their combined counts; on their own mixes where they share none.
+    fn ratio_to(&self, other: &Mix) -> f64 {
+        let w: Vec<(&'static str, f64)> = self
+            .kinds
+            .iter()
+            .filter_map(|a| {
+                let b = other.kinds.iter().find(|b| b.kind == a.kind)?;
+                Some((a.kind, (a.n + b.n) as f64))
+            })
+            .collect();
+        let (mine, theirs) = if w.is_empty() {
+            (self.tps(), other.tps())
+        } else {
+            (self.tps_for(&w), other.tps_for(&w))
+        };
+        mine / theirs.max(1e-9)
+    }
+}
+
+#[derive(Debug, Clone)]
 struct Point {
     limit: usize,
-    tps: f64,
+    mix: Mix,
 }
 
 /// What a refine window measures.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Stage {
     Center,
-    Up { center_tps: f64 },
-    Down { center_tps: f64 },
+    Up { center: Mix },
+    Down { center: Mix },
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Phase {
     SlowStart {
         last: Option<Point>,
@@ -97,9 +163,11 @@ enum Phase {
 }
 
 /// What one window measured.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Measurement {
+    /// Little's law over the window's own mix (what the report shows).
     pub tps: f64,
+    pub mix: Mix,
     pub p50_latency: f64,
     /// Mean requests in flight / limit.
     pub saturation: f64,
@@ -118,8 +186,7 @@ struct Window {
     began: Option<Instant>,
     last_event: Instant,
     in_flight_integral: f64,
-    tokens: u64,
-    latency_sum: f64,
+    kinds: Vec<KindSums>,
     latencies: Vec<f64>,
     waiting: (f64, u32),
     max_kv: Option<f64>,
@@ -135,8 +202,7 @@ impl Window {
             began: (settling == 0).then_some(now),
             last_event: now,
             in_flight_integral: 0.0,
-            tokens: 0,
-            latency_sum: 0.0,
+            kinds: Vec::new(),
             latencies: Vec::new(),
             waiting: (0.0, 0),
             max_kv: None,
@@ -221,9 +287,17 @@ impl Controller {
         self.tickets - 1
     }
 
-    /// A request sent at `sent` finished with `tokens` completion tokens (failures that
-    /// are not overload pass 0 tokens: they took a slot and produced nothing).
-    pub fn on_done(&mut self, now: Instant, ticket: u64, sent: Instant, tokens: u64) {
+    /// A request of `kind` (its pipeline stage) sent at `sent` finished with `tokens`
+    /// completion tokens (failures that are not overload pass 0 tokens: they took a slot
+    /// and produced nothing).
+    pub fn on_done(
+        &mut self,
+        now: Instant,
+        ticket: u64,
+        sent: Instant,
+        tokens: u64,
+        kind: &'static str,
+    ) {
         self.advance(now);
         self.in_flight = self.in_flight.saturating_sub(1);
         let latency = now.saturating_duration_since(sent).as_secs_f64();
@@ -236,8 +310,22 @@ impl Controller {
             }
             return;
         }
-        self.win.tokens += tokens;
-        self.win.latency_sum += latency;
+        let i = match self.win.kinds.iter().position(|k| k.kind == kind) {
+            Some(i) => i,
+            None => {
+                self.win.kinds.push(KindSums {
+                    kind,
+                    n: 0,
+                    tokens: 0.0,
+                    latency: 0.0,
+                });
+                self.win.kinds.len() - 1
+            }
+        };
+        let k = &mut self.win.kinds[i];
+        k.n += 1;
+        k.tokens += tokens as f64;
+        k.latency += latency;
         self.win.latencies.push(latency);
         self.close_window_if_done(now);
     }
@@ -274,7 +362,7 @@ impl Controller {
     fn close_window_if_done(&mut self, now: Instant) {
         let began = self.win.began.expect("window began");
         let n = self.win.latencies.len();
-        let need = self.limit.max(8);
+        let need = self.limit.max(12);
         let mut sorted = self.win.latencies.clone();
         sorted.sort_by(f64::total_cmp);
         let p50 = sorted[n / 2];
@@ -282,31 +370,35 @@ impl Controller {
         if n < 4 || span <= 0.0 {
             return;
         }
-        let mean_in_flight = self.win.in_flight_integral / span;
+        let mix = Mix {
+            mean_in_flight: self.win.in_flight_integral / span,
+            kinds: self.win.kinds.clone(),
+        };
         let m = Measurement {
-            tps: mean_in_flight * self.win.tokens as f64 / self.win.latency_sum.max(1e-9),
+            tps: mix.tps(),
+            saturation: mix.mean_in_flight / self.limit as f64,
+            mix,
             p50_latency: p50,
-            saturation: mean_in_flight / self.limit as f64,
             mean_waiting: (self.win.waiting.1 > 0)
                 .then(|| self.win.waiting.0 / self.win.waiting.1 as f64),
             max_kv: self.win.max_kv,
         };
         // A probe that is clearly worse than the level it is compared with ends early:
         // where latency runs away (a server past its knee), a full window would take long.
-        let reference = match self.phase {
-            Phase::SlowStart { last: Some(p) } => Some(p.tps),
+        let reference = match &self.phase {
+            Phase::SlowStart { last: Some(p) } => Some(&p.mix),
             Phase::Refine {
-                stage: Stage::Up { center_tps } | Stage::Down { center_tps },
+                stage: Stage::Up { center } | Stage::Down { center },
                 ..
-            } => Some(center_tps),
+            } => Some(center),
             _ => None,
         };
-        let clearly_worse = reference.is_some_and(|r| m.tps < 0.75 * r);
+        let clearly_worse = reference.is_some_and(|r| m.mix.ratio_to(r) < 0.75);
         if (n < need || span < p50) && !clearly_worse {
             return;
         }
         self.last_p50 = p50;
-        self.last_measurement = Some(m);
+        self.last_measurement = Some(m.clone());
         self.decide(now, m);
     }
 
@@ -320,8 +412,8 @@ impl Controller {
                 from: self.limit,
                 to,
                 reason,
-                tokens_per_sec: m.map(|m| m.tps),
-                p50_latency_ms: m.map(|m| m.p50_latency * 1000.0),
+                tokens_per_sec: m.as_ref().map(|m| m.tps),
+                p50_latency_ms: m.as_ref().map(|m| m.p50_latency * 1000.0),
             });
             if self.decisions.len() > KEEP_DECISIONS {
                 self.decisions.pop_front();
@@ -351,7 +443,7 @@ impl Controller {
     fn decide(&mut self, now: Instant, m: Measurement) {
         let here = Point {
             limit: self.limit,
-            tps: m.tps,
+            mix: m.mix.clone(),
         };
         if self.lim.max_latency_secs > 0.0 && m.p50_latency > self.lim.max_latency_secs {
             let to = ((self.limit as f64 * 0.7).floor() as usize).max(self.lim.min);
@@ -366,21 +458,24 @@ impl Controller {
             return self.set(now, self.limit, String::new(), None);
         }
         let full = self.server_full(&m);
-        match self.phase {
+        match self.phase.clone() {
             Phase::SlowStart { last } => {
-                let gained = last.is_none_or(|p| m.tps >= p.tps * 1.05);
+                let vs_last = last.as_ref().map(|p| here.mix.ratio_to(&p.mix));
+                let gained = vs_last.is_none_or(|r| r >= 1.05);
                 if gained && full.is_none() && self.limit < self.ceiling {
                     self.phase = Phase::SlowStart { last: Some(here) };
                     let to = (self.limit * 2).min(self.ceiling);
                     return self.set(now, to, "slow start: doubling".into(), Some(m));
                 }
+                let gap = last
+                    .as_ref()
+                    .map_or(self.limit / 2, |p| self.limit.abs_diff(p.limit));
+                let step = (gap / 4).max(1);
                 // Search around the better of the last two levels.
                 let best = match last {
-                    Some(p) if p.tps > here.tps => p,
-                    _ => here,
+                    Some(p) if vs_last.is_some_and(|r| r < 1.0) => p,
+                    _ => here.clone(),
                 };
-                let gap = last.map_or(self.limit / 2, |p| self.limit.abs_diff(p.limit));
-                let step = (gap / 2).max(1);
                 let why = full.unwrap_or_else(|| {
                     if gained {
                         "at the maximum".into()
@@ -400,27 +495,27 @@ impl Controller {
                 stage,
             } => match stage {
                 Stage::Center => self.probe_up(now, here, step, m, "measured".into()),
-                Stage::Up { center_tps } if m.tps > center_tps * 1.02 && full.is_none() => {
+                Stage::Up { center: c } if here.mix.ratio_to(&c) > 1.02 && full.is_none() => {
                     let why = format!("up to {} paid", self.limit);
                     self.probe_up(now, here, step, m, why);
                 }
-                Stage::Up { center_tps } => {
+                Stage::Up { center: c } => {
                     let c = Point {
                         limit: center,
-                        tps: center_tps,
+                        mix: c,
                     };
                     let why = full.unwrap_or_else(|| "up did not pay".into());
                     self.probe_down(now, c, step, m, why);
                 }
                 // An even result favours the lower level: same tokens, less latency.
-                Stage::Down { center_tps } if m.tps >= center_tps => {
+                Stage::Down { center: c } if here.mix.ratio_to(&c) >= 1.0 => {
                     let why = format!("down to {} paid", self.limit);
                     self.probe_down(now, here, step, m, why);
                 }
-                Stage::Down { center_tps } => {
+                Stage::Down { center: c } => {
                     let c = Point {
                         limit: center,
-                        tps: center_tps,
+                        mix: c,
                     };
                     self.narrow(now, c, step, m, "down did not pay".into());
                 }
@@ -478,7 +573,7 @@ impl Controller {
         self.phase = Phase::Refine {
             center: c.limit,
             step,
-            stage: Stage::Up { center_tps: c.tps },
+            stage: Stage::Up { center: c.mix },
         };
         self.set(now, up, why, Some(m));
     }
@@ -492,7 +587,7 @@ impl Controller {
         self.phase = Phase::Refine {
             center: c.limit,
             step,
-            stage: Stage::Down { center_tps: c.tps },
+            stage: Stage::Down { center: c.mix },
         };
         self.set(now, down, why, Some(m));
     }
@@ -500,7 +595,7 @@ impl Controller {
     /// Neither side of `c` paid: halve the step (re-measuring `c`), or hold when it is
     /// already fine enough.
     fn narrow(&mut self, now: Instant, c: Point, step: usize, m: Measurement, why: String) {
-        if step / 2 >= (c.limit / 16).max(1) {
+        if step / 2 >= (c.limit / 4).max(1) {
             self.measure_center(now, c.limit, step / 2, m, format!("{why}: halving step"));
         } else {
             self.hold(
@@ -529,37 +624,84 @@ mod tests {
         }
     }
 
-    /// Drive a controller against the simulated server for `secs` of simulated time with
-    /// unlimited work; returns (final limit, tokens/s over the last half).
-    fn simulate(knee: usize, lim: Limits, secs: f64, overload_at: Option<f64>) -> (usize, f64) {
+    /// Request kinds of a mixed workload: (service-time factor, completion tokens), like
+    /// a pipeline's long documents, short instructions and mid-sized answers.
+    const MIX: [(&str, f64, u64); 3] = [
+        ("document", 4.0, 190),
+        ("instruction", 0.25, 30),
+        ("answer", 1.5, 120),
+    ];
+
+    /// The work of a simulation: unlimited for `secs` of simulated time, or a fixed
+    /// number of requests; of one kind (100 tokens each) or, when `mixed`, of kinds drawn
+    /// at random from `MIX`.
+    struct Work {
+        secs: f64,
+        requests: Option<usize>,
+        mixed: bool,
+    }
+
+    /// What a simulation ended with.
+    struct Sim {
+        limit: usize,
+        /// Tokens/s over the second half of the time (unlimited work).
+        tps_late: f64,
+        /// Tokens/s from start to the last answer.
+        tps_whole: f64,
+    }
+
+    /// Drive a controller against a simulated server whose service time for a request
+    /// sent with `n` in flight is `service(n)`.
+    fn simulate(service: impl Fn(usize) -> f64, lim: Limits, work: Work) -> Sim {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
         let t0 = Instant::now();
         let mut c = Controller::new(lim, t0);
         let mut now = 0.0f64;
-        // (finish time, sent time, ticket) of requests in flight.
-        let mut flying: Vec<(f64, f64, u64)> = Vec::new();
-        let mut tokens_late = 0u64;
-        let mut overloaded = false;
+        // (finish time, sent time, ticket, kind, tokens) of requests in flight.
+        let mut flying: Vec<(f64, f64, u64, &'static str, u64)> = Vec::new();
+        let (mut sent_n, mut tokens, mut tokens_late) = (0usize, 0u64, 0u64);
         let at = |s: f64| t0 + Duration::from_secs_f64(s);
-        while now < secs {
-            while flying.len() < c.limit() {
-                let st = service_time(flying.len() + 1, knee);
+        while now < work.secs {
+            while flying.len() < c.limit() && work.requests.is_none_or(|r| sent_n < r) {
+                // Mixed work also varies within a kind: +-30% in time and in tokens.
+                let (kind, factor, tokens) = if work.mixed {
+                    let (kind, factor, tokens) = MIX[rng.random_range(0..MIX.len())];
+                    let tokens = (tokens as f64 * rng.random_range(0.7..1.3)).round() as u64;
+                    (kind, factor * rng.random_range(0.7..1.3), tokens)
+                } else {
+                    ("one", 1.0, 100)
+                };
+                let st = factor * service(flying.len() + 1);
                 let ticket = c.on_send(at(now));
-                flying.push((now + st, now, ticket));
+                flying.push((now + st, now, ticket, kind, tokens));
+                sent_n += 1;
+            }
+            if flying.is_empty() {
+                break;
             }
             flying.sort_by(|a, b| a.0.total_cmp(&b.0));
-            let (fin, sent, ticket) = flying.remove(0);
+            let (fin, sent, ticket, kind, n) = flying.remove(0);
             now = fin;
-            c.on_done(at(now), ticket, at(sent), 100);
-            if now > secs / 2.0 {
-                tokens_late += 100;
-            }
-            if let Some(o) = overload_at.filter(|o| now >= *o && !overloaded) {
-                let _ = o;
-                overloaded = true;
-                c.on_overload(at(now), "429");
+            c.on_done(at(now), ticket, at(sent), n, kind);
+            tokens += n;
+            if now > work.secs / 2.0 {
+                tokens_late += n;
             }
         }
-        (c.limit(), tokens_late as f64 / (secs / 2.0))
+        Sim {
+            limit: c.limit(),
+            tps_late: tokens_late as f64 / (work.secs / 2.0),
+            tps_whole: tokens as f64 / now,
+        }
+    }
+
+    fn unlimited(secs: f64, mixed: bool) -> Work {
+        Work {
+            secs,
+            requests: None,
+            mixed,
+        }
     }
 
     fn lim(min: usize, max: usize, initial: usize) -> Limits {
@@ -571,17 +713,32 @@ mod tests {
         }
     }
 
-    fn best_tps(knee: usize) -> f64 {
+    /// The best fixed level's tokens/s: one kind, or the `MIX` in equal shares.
+    fn best_tps(knee: usize, mixed: bool) -> f64 {
+        let (factor, tokens) = if mixed {
+            let n = MIX.len() as f64;
+            (
+                MIX.iter().map(|k| k.1).sum::<f64>() / n,
+                MIX.iter().map(|k| k.2 as f64).sum::<f64>() / n,
+            )
+        } else {
+            (1.0, 100.0)
+        };
         (1..=512)
-            .map(|n| n as f64 * 100.0 / service_time(n, knee))
+            .map(|n| n as f64 * tokens / (factor * service_time(n, knee)))
             .fold(0.0, f64::max)
     }
 
     #[test]
     fn converges_near_the_knee_from_below_and_above() {
         for (knee, initial) in [(24, 1), (24, 8), (64, 8), (6, 32)] {
-            let (limit, tps) = simulate(knee, lim(1, 256, initial), 600.0, None);
-            let best = best_tps(knee);
+            let sim = simulate(
+                |n| service_time(n, knee),
+                lim(1, 256, initial),
+                unlimited(600.0, false),
+            );
+            let (limit, tps) = (sim.limit, sim.tps_late);
+            let best = best_tps(knee, false);
             assert!(
                 tps >= 0.95 * best,
                 "knee {knee} from {initial}: {tps:.0} tok/s vs best {best:.0} (limit {limit})"
@@ -594,8 +751,107 @@ mod tests {
     }
 
     #[test]
+    fn converges_on_a_mixed_workload() {
+        // Long, short and mid-sized requests at random: single windows see different
+        // mixes, which the comparison on a common mix has to see through.
+        for (knee, initial) in [(4, 8), (24, 1), (24, 8), (64, 8)] {
+            let sim = simulate(
+                |n| service_time(n, knee),
+                lim(1, 256, initial),
+                unlimited(1200.0, true),
+            );
+            let (limit, tps) = (sim.limit, sim.tps_late);
+            let best = best_tps(knee, true);
+            assert!(
+                tps >= 0.95 * best,
+                "mixed, knee {knee} from {initial}: {tps:.0} tok/s vs best {best:.0} (limit {limit})"
+            );
+        }
+    }
+
+    /// Service time at `n` in flight of a server whose tokens/s follow `curve` (points
+    /// at 1, 2, 4, ...; linear in log2 n between them, flat past the last).
+    fn curve_service(curve: &[f64], n: usize) -> f64 {
+        let x = (n as f64).log2();
+        let i = (x.floor() as usize).min(curve.len() - 1);
+        let t = if i + 1 < curve.len() {
+            curve[i] + (curve[i + 1] - curve[i]) * (x - i as f64)
+        } else {
+            curve[i]
+        };
+        n as f64 * 100.0 / t
+    }
+
+    #[test]
+    fn short_runs_on_a_slow_server() {
+        // Shaped like the 2-core llama-server of `scripts/bench-llama-server.sh`: tokens/s
+        // at 1..16 in flight as measured there (fixed-level runs of 20 items), then a
+        // flat top and a fall; seconds per request. A run of fixed work, all of it
+        // measured (ramp-up, exploring and tail), against the best fixed level on the
+        // same work, like `mediflow bench concurrency` does.
+        let curve = [28.2, 34.7, 40.4, 44.0, 50.2, 52.0, 45.0];
+        let work = || Work {
+            secs: f64::INFINITY,
+            requests: Some(540),
+            mixed: true,
+        };
+        let best = (0..7)
+            .map(|k| {
+                let l = 1 << k;
+                simulate(|n| curve_service(&curve, n), lim(l, l, l), work()).tps_whole
+            })
+            .fold(0.0, f64::max);
+        let sim = simulate(|n| curve_service(&curve, n), lim(1, 256, 8), work());
+        assert!(
+            sim.tps_whole >= 0.95 * best,
+            "{:.1} tok/s vs best fixed {best:.1} (limit {})",
+            sim.tps_whole,
+            sim.limit
+        );
+    }
+
+    #[test]
+    fn windows_compare_on_a_common_mix() {
+        let k = |kind, n, tokens, latency| KindSums {
+            kind,
+            n,
+            tokens,
+            latency,
+        };
+        // Same level, same per-kind speeds, different mixes: equal on a common mix,
+        // although each window's own Little's-law figure differs by 15%.
+        let a = Mix {
+            mean_in_flight: 4.0,
+            kinds: vec![k("doc", 8, 1600.0, 80.0), k("verdict", 2, 20.0, 2.0)],
+        };
+        let b = Mix {
+            mean_in_flight: 4.0,
+            kinds: vec![k("doc", 2, 400.0, 20.0), k("verdict", 8, 80.0, 8.0)],
+        };
+        assert!((a.tps() / b.tps() - 1.152).abs() < 0.001);
+        assert!((a.ratio_to(&b) - 1.0).abs() < 1e-9);
+        // Twice the level at the same per-request speed is twice the throughput.
+        let c = Mix {
+            mean_in_flight: 8.0,
+            ..b.clone()
+        };
+        assert!((c.ratio_to(&a) - 2.0).abs() < 1e-9);
+        // A kind one window lacks is left out of the comparison.
+        let d = Mix {
+            mean_in_flight: 4.0,
+            kinds: vec![k("doc", 3, 600.0, 30.0), k("judge", 5, 10.0, 50.0)],
+        };
+        assert!((d.ratio_to(&a) - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
     fn respects_bounds_and_backs_off_on_overload() {
-        let (limit, _) = simulate(200, lim(2, 16, 4), 120.0, None);
+        let limit = simulate(
+            |n| service_time(n, 200),
+            lim(2, 16, 4),
+            unlimited(120.0, false),
+        )
+        .limit;
         assert_eq!(limit, 16, "a knee past max stops at max");
         let t0 = Instant::now();
         let mut c = Controller::new(lim(2, 64, 40), t0);
@@ -623,6 +879,10 @@ mod tests {
         assert_eq!(c.limit(), 8);
         let m = Measurement {
             tps: 100.0,
+            mix: Mix {
+                mean_in_flight: 4.0,
+                kinds: Vec::new(),
+            },
             p50_latency: 0.1,
             saturation: 1.0,
             mean_waiting: Some(3.0),
@@ -644,6 +904,10 @@ mod tests {
         let mut c = Controller::new(lim(1, 256, 16), t0);
         let m = Measurement {
             tps: 10.0,
+            mix: Mix {
+                mean_in_flight: 4.8,
+                kinds: Vec::new(),
+            },
             p50_latency: 0.1,
             saturation: 0.3,
             mean_waiting: None,

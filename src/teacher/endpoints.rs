@@ -254,8 +254,8 @@ impl Pool {
         (slot, any_healthy, next_unpause)
     }
 
-    /// Give a slot back with how its request ended.
-    pub fn release(&self, slot: Slot, outcome: Outcome) {
+    /// Give a slot back with how its request (of `kind`: its pipeline stage) ended.
+    pub fn release(&self, slot: Slot, outcome: Outcome, kind: &'static str) {
         let now = Instant::now();
         let ep = &self.endpoints[slot.ep];
         {
@@ -266,7 +266,7 @@ impl Pool {
                 _ => 0,
             };
             if let Some(c) = st.ctl.as_mut() {
-                c.on_done(now, slot.ticket, slot.sent, tokens);
+                c.on_done(now, slot.ticket, slot.sent, tokens, kind);
             }
             match outcome {
                 Outcome::Answered { tokens } => {
@@ -367,7 +367,7 @@ impl Pool {
                     v["decision_count"] = json!(c.decision_count);
                     v["decisions"] = json!(c.decisions);
                     v["signals"] = json!(c.signals);
-                    if let Some(m) = c.last_measurement {
+                    if let Some(m) = &c.last_measurement {
                         v["last_window"] = json!({
                             "tokens_per_sec": m.tps,
                             "p50_latency_ms": m.p50_latency * 1000.0,

@@ -108,7 +108,7 @@ impl HttpTeacher {
                 | Err(TeacherError::Connection(_)) => Outcome::Failed,
                 Err(TeacherError::Client { .. }) => Outcome::Refused,
             };
-            self.pool.release(slot, outcome);
+            self.pool.release(slot, outcome, req.stage);
             tried.push(ep);
             if matches!(outcome, Outcome::Failed) && self.pool.healthy_untried(&tried) {
                 continue;
