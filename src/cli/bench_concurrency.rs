@@ -1,16 +1,21 @@
 //! `mediflow bench concurrency`: how close the adaptive controller gets to a server's best
-//! throughput, measured in one run on the same work (the config's plan, through the whole
-//! pipeline):
+//! throughput, measured in one run on the same work: the first `--items` items of the
+//! config's plan, through the whole pipeline, every time.
 //!
-//! 1. a plain fixed-concurrency sweep: for each level, a run with exactly that many
-//!    requests in flight, measured in steady state (completion tokens/s between the end
-//!    of a warm-up and the end of the measuring time, then stopped);
-//! 2. mediflow's adaptive run over `--items` items with no concurrency set by hand,
-//!    measured over the whole run (start to last item, ramp-up and tail included) and
-//!    over its first 90% of items (without the tail where the work runs dry).
+//! 1. a plain fixed-concurrency sweep: for each level, those items run to the end with
+//!    exactly that many requests in flight (at most), and their completion tokens are
+//!    divided by the run's wall time. The sweep goes up the levels until one falls below
+//!    `--stop-below` of the best so far (the server is past its knee); such a run is
+//!    stopped once a third of its items are done and it is clearly that far below;
+//! 2. mediflow's adaptive run on the same items, with no concurrency set by hand,
+//!    measured the same way (its ramp-up and exploring included).
 //!
-//! It prints the adaptive tokens/s as a fraction of the best sweep point.
-//! `scripts/bench-llama-server.sh` runs it against llama.cpp's `llama-server`.
+//! Every run goes to the same requests in the same order, so the points differ by their
+//! concurrency, not by their work. Before each run the server is left to go idle and, on
+//! llama.cpp started with `--slot-save-path`, its slots' prompt caches are erased, so no
+//! run profits from an earlier one's cache. It prints the adaptive tokens/s as a fraction
+//! of the best sweep point. `scripts/bench-llama-server.sh` runs it against llama.cpp's
+//! `llama-server`.
 
 use super::run::{build_teacher, probe};
 use super::ConfigArgs;
@@ -29,19 +34,19 @@ use std::time::{Duration, Instant};
 pub struct ConcurrencyBench {
     #[command(flatten)]
     pub config: ConfigArgs,
-    /// Fixed concurrency levels of the sweep.
-    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8,16,32,64")]
+    /// Fixed concurrency levels of the sweep, in the order run.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "1,2,4,8,16,32,64,128,256"
+    )]
     pub levels: Vec<usize>,
-    /// Warm-up before each sweep point is measured, in seconds (and at least until the
-    /// first wave of requests is back).
-    #[arg(long, default_value_t = 10.0)]
-    pub warmup_secs: f64,
-    /// Measuring time of each sweep point, in seconds (and at least until 2 x the level
-    /// of calls have completed).
-    #[arg(long, default_value_t = 30.0)]
-    pub point_secs: f64,
-    /// Items of the adaptive run (the first N of the plan).
-    #[arg(long, default_value_t = 200)]
+    /// Stop the sweep at the first level above the best so far whose tokens/s are below
+    /// this fraction of the best (0: run every level).
+    #[arg(long, default_value_t = 0.75)]
+    pub stop_below: f64,
+    /// Items of every run (the first N of the plan).
+    #[arg(long, default_value_t = 60)]
     pub items: usize,
     /// Scratch directory for the runs' outputs (default: a temporary directory, removed
     /// afterwards).
@@ -51,78 +56,140 @@ pub struct ConcurrencyBench {
     pub json: bool,
 }
 
-/// A shared config loaded once; each run gets its own teacher and output directory.
-async fn shared(a: &ConcurrencyBench, fixed: Option<usize>) -> Result<Arc<Shared>, Error> {
+/// What one run of the bench's items measured.
+struct Figures {
+    seconds: f64,
+    tokens: u64,
+    calls: u64,
+    items_done: u64,
+    prompt_tokens: u64,
+    cached_prompt_tokens: u64,
+    slots_erased_before: usize,
+    /// Stopped before its end: clearly below the best sweep point so far.
+    cut_short: bool,
+    controller: Option<Value>,
+}
+
+impl Figures {
+    fn tokens_per_sec(&self) -> f64 {
+        self.tokens as f64 / self.seconds.max(1e-9)
+    }
+
+    fn json(&self, concurrency: Value) -> Value {
+        json!({
+            "concurrency": concurrency,
+            "seconds": self.seconds,
+            "completion_tokens": self.tokens,
+            "tokens_per_sec": self.tokens_per_sec(),
+            "calls": self.calls,
+            "items_done": self.items_done,
+            "prompt_tokens": self.prompt_tokens,
+            "cached_prompt_tokens": self.cached_prompt_tokens,
+            "slots_erased_before": self.slots_erased_before,
+            "cut_short": self.cut_short,
+        })
+    }
+}
+
+/// One run of the bench's items, `fixed` concurrency or adaptive (`None`), timed from its
+/// start (config loaded, server reachable) to its end. With `cut_below`, a run whose tokens/s after a third
+/// of its items are under that is stopped there: it is past the knee, and running it to
+/// the end would only take long.
+async fn run_items(
+    a: &ConcurrencyBench,
+    fixed: Option<usize>,
+    out: PathBuf,
+    mode: Mode,
+    cut_below: Option<f64>,
+) -> Result<Figures, Error> {
+    let slots_erased_before = reset_server(&a.config).await;
     let mut ov = a.config.overrides();
     ov.concurrency = fixed;
     let l = check::load(&a.config.config, &ov)?;
     let teacher = build_teacher(&l.cfg.teacher).await?;
     probe(&*teacher).await?;
-    Ok(Arc::new(Shared::new(
-        l.cfg, l.tax, l.schemas, l.prompts, teacher,
-    )))
+    let sh = Arc::new(Shared::new(l.cfg, l.tax, l.schemas, l.prompts, teacher));
+    let c = sh.progress.clone();
+    let opts = RunOptions {
+        out_dir: out,
+        limit: Some(a.items),
+        shard: None,
+        mode,
+    };
+    let plan = l.plan;
+    let started = Instant::now();
+    let run = tokio::spawn(async move { engine::run(sh, &plan, opts).await });
+    let mut cut_short = false;
+    while !run.is_finished() {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let tps = c.tokens.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
+        let third = c.done.load(Ordering::Relaxed) as usize * 3 >= a.items;
+        if third && cut_below.is_some_and(|t| tps < t) {
+            run.abort();
+            cut_short = true;
+            break;
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let controller = match run.await {
+        Ok(summary) => summary?.stats.concurrency.get("teacher").cloned(),
+        Err(e) if e.is_cancelled() => None,
+        Err(e) => return Err(anyhow::Error::from(e).into()),
+    };
+    let n = |x: &std::sync::atomic::AtomicU64| x.load(Ordering::Relaxed);
+    Ok(Figures {
+        seconds,
+        tokens: n(&c.tokens),
+        calls: n(&c.calls),
+        items_done: n(&c.done),
+        prompt_tokens: n(&c.prompt_tokens),
+        cached_prompt_tokens: n(&c.cached_tokens),
+        slots_erased_before,
+        cut_short,
+        controller,
+    })
 }
 
-/// Steady-state figures of a run at a fixed concurrency, stopped after measuring.
-async fn sweep_point(a: &ConcurrencyBench, level: usize, out: PathBuf) -> Result<Value, Error> {
-    let sh = shared(a, Some(level)).await?;
-    let plan = check::load(&a.config.config, &a.config.overrides())?.plan;
-    let progress = sh.progress.clone();
-    let run = tokio::spawn(async move {
-        let opts = RunOptions {
-            out_dir: out,
-            limit: None,
-            shard: None,
-            mode: Mode::Quiet,
-        };
-        engine::run(sh, &plan, opts).await
-    });
-    let snapshot = || {
-        (
-            Instant::now(),
-            progress.tokens.load(Ordering::Relaxed),
-            progress.calls.load(Ordering::Relaxed),
-        )
+/// Let the servers go idle, then erase their slots' prompt caches where they allow it
+/// (llama.cpp with `--slot-save-path`); returns how many slots were erased.
+async fn reset_server(c: &ConfigArgs) -> usize {
+    wait_idle(c).await;
+    let Ok(l) = check::load(&c.config, &c.overrides()) else {
+        return 0;
     };
-    // Warm up for `warmup_secs` and at least until the first wave of `level` calls is
-    // back; measure for `point_secs` and at least until 2 x `level` calls (8 at least)
-    // have completed, so slow levels are not cut off mid-wave (capped at 10 x).
-    let begun = Instant::now();
-    let secs = |x: f64| Duration::from_secs_f64(x);
-    let cap = secs(a.point_secs * 10.0 + a.warmup_secs);
-    while begun.elapsed() < secs(a.warmup_secs)
-        || (progress.calls.load(Ordering::Relaxed) < level as u64 && begun.elapsed() < cap)
-    {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let client = reqwest::Client::new();
+    let mut erased = 0;
+    for base in l.cfg.teacher.base_urls {
+        let root = server_root(&base);
+        let slots: Value = match client.get(format!("{root}/slots")).send().await {
+            Ok(r) if r.status().is_success() => r.json().await.unwrap_or(Value::Null),
+            _ => continue,
+        };
+        for id in slots
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s["id"].as_u64())
+        {
+            let url = format!("{root}/slots/{id}?action=erase");
+            if client
+                .post(url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                erased += 1;
+            }
+        }
     }
-    let (t0, tok0, calls0) = snapshot();
-    let need = (2 * level).max(8) as u64;
-    while t0.elapsed() < secs(a.point_secs)
-        || (progress.calls.load(Ordering::Relaxed) - calls0 < need && begun.elapsed() < cap)
-    {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let (t1, tok1, calls1) = snapshot();
-    let finished_early = run.is_finished();
-    if finished_early {
-        // Out of work (the point is still valid) or failed (it is not).
-        run.await.map_err(anyhow::Error::from)??;
-    } else {
-        run.abort();
-        let _ = run.await;
-    }
-    // Requests the aborted run left on the server must not slow the next point down.
-    wait_idle(&a.config).await;
-    let secs = (t1 - t0).as_secs_f64();
-    let calls_s = (calls1 - calls0) as f64 / secs;
-    Ok(json!({
-        "concurrency": level,
-        "tokens_per_sec": (tok1 - tok0) as f64 / secs,
-        "calls_per_sec": calls_s,
-        // Little's law: requests in flight / completion rate.
-        "mean_latency_secs": if calls_s > 0.0 { level as f64 / calls_s } else { f64::NAN },
-        "ran_out_of_work": finished_early,
-    }))
+    erased
+}
+
+/// A base URL without its `/v1`: where llama.cpp serves `/slots` and `/metrics`.
+fn server_root(base: &str) -> String {
+    base.trim_end_matches('/')
+        .trim_end_matches("/v1")
+        .to_string()
 }
 
 /// Wait (up to ten minutes) until the teacher servers report nothing running or waiting
@@ -135,10 +202,7 @@ async fn wait_idle(c: &ConfigArgs) {
     };
     let client = reqwest::Client::new();
     for base in urls {
-        let root = base
-            .trim_end_matches('/')
-            .trim_end_matches("/v1")
-            .to_string();
+        let root = server_root(&base);
         let deadline = Instant::now() + Duration::from_secs(600);
         loop {
             let busy = match client.get(format!("{root}/slots")).send().await {
@@ -177,121 +241,78 @@ pub async fn exec(a: ConcurrencyBench) -> Result<(), Error> {
     let own_scratch =
         std::env::temp_dir().join(format!("mediflow-bench-concurrency-{}", std::process::id()));
     let scratch = a.scratch.clone().unwrap_or_else(|| own_scratch.clone());
-    let mut sweep = Vec::new();
+    let mut sweep: Vec<Value> = Vec::new();
+    // (level, tokens/s) of the best sweep point so far.
+    let mut best: Option<(usize, f64)> = None;
+    let cut = |best: Option<(usize, f64)>| {
+        best.map(|b| b.1 * a.stop_below)
+            .filter(|_| a.stop_below > 0.0)
+    };
     for &level in &a.levels {
-        let p = sweep_point(&a, level, scratch.join(format!("sweep-{level}"))).await?;
+        let out = scratch.join(format!("sweep-{level}"));
+        let f = run_items(&a, Some(level), out, Mode::Quiet, cut(best)).await?;
         // On stderr even with --json: a long bench shows where it is.
         eprintln!(
-            "sweep: {level:>4} in flight: {:>9.1} tokens/s  {:>6.2} calls/s  mean latency {:.2}s",
-            p["tokens_per_sec"].as_f64().unwrap_or(0.0),
-            p["calls_per_sec"].as_f64().unwrap_or(0.0),
-            p["mean_latency_secs"].as_f64().unwrap_or(f64::NAN)
+            "sweep: {level:>4} in flight: {:>8.1} tokens/s  ({} tokens in {:.0}s, {} calls, {} items{})",
+            f.tokens_per_sec(),
+            f.tokens,
+            f.seconds,
+            f.calls,
+            f.items_done,
+            if f.cut_short { "; stopped early" } else { "" }
         );
-        sweep.push(p);
+        sweep.push(f.json(json!(level)));
+        let past_knee =
+            best.is_some_and(|b| b.0 < level && f.tokens_per_sec() < b.1 * a.stop_below);
+        if best.is_none_or(|b| f.tokens_per_sec() > b.1) {
+            best = Some((level, f.tokens_per_sec()));
+        }
+        if past_knee {
+            eprintln!(
+                "sweep: {level} in flight is under {:.0}% of the best so far: past the knee, stopping",
+                a.stop_below * 100.0
+            );
+            break;
+        }
     }
-    let best = sweep
-        .iter()
-        .max_by(|x, y| {
-            x["tokens_per_sec"]
-                .as_f64()
-                .unwrap_or(0.0)
-                .total_cmp(&y["tokens_per_sec"].as_f64().unwrap_or(0.0))
-        })
-        .cloned()
-        .unwrap_or(Value::Null);
-    let best_tps = best["tokens_per_sec"].as_f64().unwrap_or(0.0);
+    let (best_level, best_tps) = best.unwrap_or((0, 0.0));
 
     // The adaptive run: the config's own settings, no concurrency given.
-    let sh = shared(&a, None).await?;
-    let adaptive = sh.cfg.teacher.adaptive.clone();
-    let plan = check::load(&a.config.config, &a.config.overrides())?.plan;
-    let progress = sh.progress.clone();
-    let items = a.items.min(plan.items.len());
-    let started = Instant::now();
-    let sampler = {
-        let progress = progress.clone();
-        tokio::spawn(async move {
-            // (seconds, items done, completion tokens) every 100 ms.
-            let mut v = Vec::new();
-            loop {
-                v.push((
-                    started.elapsed().as_secs_f64(),
-                    progress.done.load(Ordering::Relaxed),
-                    progress.tokens.load(Ordering::Relaxed),
-                ));
-                if v.len() > 1 && progress.done.load(Ordering::Relaxed) as usize >= items {
-                    return v;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        })
-    };
-    let summary = engine::run(
-        sh,
-        &plan,
-        RunOptions {
-            out_dir: scratch.join("adaptive"),
-            limit: Some(items),
-            shard: None,
-            mode: if a.json { Mode::Quiet } else { Mode::Lines },
-        },
-    )
-    .await?;
-    let samples = sampler.await.map_err(anyhow::Error::from)?;
-    let whole_secs = summary.elapsed_secs;
-    let whole_tps = progress.tokens.load(Ordering::Relaxed) as f64 / whole_secs;
-    let cut = (items as f64 * 0.9).ceil() as u64;
-    let (t90, _, tok90) = samples
-        .iter()
-        .find(|s| s.1 >= cut)
-        .copied()
-        .unwrap_or((whole_secs, 0, 0));
-    let first90_tps = tok90 as f64 / t90.max(1e-9);
-    let report = json!({
-        "sweep": sweep,
-        "best_sweep_point": best,
-        "adaptive": {
-            "settings": adaptive,
-            "items": items,
-            "seconds": whole_secs,
-            "tokens_per_sec_whole_run": whole_tps,
-            "tokens_per_sec_first_90pct_items": first90_tps,
-            "fraction_of_best_whole_run": whole_tps / best_tps.max(1e-9),
-            "fraction_of_best_first_90pct": first90_tps / best_tps.max(1e-9),
-            "session_prompt_tokens": summary.session_prompt_tokens,
-            "session_cached_prompt_tokens": summary.session_cached_prompt_tokens,
-            "controller": summary.stats.concurrency.get("teacher"),
-        },
-    });
+    let mode = if a.json { Mode::Quiet } else { Mode::Lines };
+    let f = run_items(&a, None, scratch.join("adaptive"), mode, None).await?;
+    let fraction = f.tokens_per_sec() / best_tps.max(1e-9);
+    let mut adaptive = f.json(json!("adaptive"));
+    adaptive["fraction_of_best"] = json!(fraction);
+    adaptive["controller"] = json!(f.controller);
     if a.scratch.is_none() {
         let _ = std::fs::remove_dir_all(&own_scratch);
     }
+    let report = json!({
+        "items": a.items,
+        "sweep": sweep,
+        "best_sweep_point": { "concurrency": best_level, "tokens_per_sec": best_tps },
+        "adaptive": adaptive,
+    });
     if a.json {
         super::print_json(&report);
-    } else {
-        let eps = summary.stats.concurrency.get("teacher");
-        let limits: Vec<String> = eps
-            .and_then(|c| c["endpoints"].as_array())
-            .map(|v| {
-                v.iter()
-                    .map(|e| format!("{} (final limit {})", e["base_url"], e["limit"]))
-                    .collect()
-            })
-            .unwrap_or_default();
-        println!(
-            "best fixed concurrency: {} in flight, {:.1} tokens/s",
-            best["concurrency"], best_tps
-        );
-        println!(
-            "adaptive ({} items, {:.0}s; {}): {:.1} tokens/s over the whole run = {:.1}% of the best sweep point; {:.1} tokens/s over the first 90% of items = {:.1}%",
-            items,
-            whole_secs,
-            limits.join(", "),
-            whole_tps,
-            100.0 * whole_tps / best_tps.max(1e-9),
-            first90_tps,
-            100.0 * first90_tps / best_tps.max(1e-9)
-        );
+        return Ok(());
     }
+    let limits: Vec<String> = f
+        .controller
+        .as_ref()
+        .and_then(|c| c["endpoints"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .map(|e| format!("{} (final limit {})", e["base_url"], e["limit"]))
+        .collect();
+    println!("best fixed concurrency: {best_level} in flight, {best_tps:.1} tokens/s");
+    println!(
+        "adaptive ({} items, {:.0}s; {}): {:.1} tokens/s = {:.1}% of the best sweep point",
+        a.items,
+        f.seconds,
+        limits.join(", "),
+        f.tokens_per_sec(),
+        100.0 * fraction
+    );
     Ok(())
 }
