@@ -102,10 +102,10 @@ async fn run_items(
     mode: Mode,
     cut_below: Option<f64>,
 ) -> Result<Figures, Error> {
-    let slots_erased_before = reset_server(&a.config).await;
     let mut ov = a.config.overrides();
     ov.concurrency = fixed;
     let l = check::load(&a.config.config, &ov)?;
+    let slots_erased_before = reset_server(&l.cfg.teacher.base_urls).await;
     let teacher = build_teacher(&l.cfg.teacher).await?;
     probe(&*teacher).await?;
     let sh = Arc::new(Shared::new(l.cfg, l.tax, l.schemas, l.prompts, teacher));
@@ -152,15 +152,12 @@ async fn run_items(
 
 /// Let the servers go idle, then erase their slots' prompt caches where they allow it
 /// (llama.cpp with `--slot-save-path`); returns how many slots were erased.
-async fn reset_server(c: &ConfigArgs) -> usize {
-    wait_idle(c).await;
-    let Ok(l) = check::load(&c.config, &c.overrides()) else {
-        return 0;
-    };
+async fn reset_server(urls: &[String]) -> usize {
+    wait_idle(urls).await;
     let client = reqwest::Client::new();
     let mut erased = 0;
-    for base in l.cfg.teacher.base_urls {
-        let root = server_root(&base);
+    for base in urls {
+        let root = server_root(base);
         let slots: Value = match client.get(format!("{root}/slots")).send().await {
             Ok(r) if r.status().is_success() => r.json().await.unwrap_or(Value::Null),
             _ => continue,
@@ -195,14 +192,10 @@ fn server_root(base: &str) -> String {
 /// Wait (up to ten minutes) until the teacher servers report nothing running or waiting
 /// (llama.cpp `/slots`, or Prometheus `/metrics`); servers that report neither get a
 /// fixed pause.
-async fn wait_idle(c: &ConfigArgs) {
-    let urls = match check::load(&c.config, &c.overrides()) {
-        Ok(l) => l.cfg.teacher.base_urls,
-        Err(_) => return,
-    };
+async fn wait_idle(urls: &[String]) {
     let client = reqwest::Client::new();
     for base in urls {
-        let root = server_root(&base);
+        let root = server_root(base);
         let deadline = Instant::now() + Duration::from_secs(600);
         loop {
             let busy = match client.get(format!("{root}/slots")).send().await {
