@@ -25,33 +25,113 @@ fn endpoints(out: &Path) -> Vec<Value> {
 
 #[test]
 fn the_controller_finds_the_knee_without_a_hand_set_concurrency() {
-    let tmp = tempfile::tempdir().unwrap();
-    let m = mock(&["--latency-ms", "25", "--knee", "8"]);
-    let adaptive = "[teacher.adaptive]\ninitial = 1\nmax = 128\n";
-    let cfg = config(tmp.path(), &m.url, 200, adaptive);
-    let out = tmp.path().join("out");
-    let o = run_to(&cfg, &out, &["--quiet"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert_exactly_once(&out, &planned_ids(&cfg, None));
-    let ep = &endpoints(&out)[0];
-    let limit = ep["limit"].as_u64().unwrap();
-    assert!(
-        (4..=16).contains(&limit),
-        "limit {limit} should be near the knee (8); decisions: {}",
-        ep["decisions"]
-    );
-    let decisions = ep["decisions"].as_array().unwrap();
-    assert!(decisions[0]["reason"]
-        .as_str()
-        .unwrap()
-        .starts_with("slow start"));
-    assert!(
-        decisions.iter().any(|d| d["to"].as_u64().unwrap() >= 8),
-        "it climbed to the knee: {decisions:?}"
-    );
-    // Past the knee throughput falls, so it never stayed far beyond it.
-    let most = mock_stats(&m.url)["max_in_flight"].as_u64().unwrap();
-    assert!(most <= 24, "the server saw {most} requests at once");
+    // Once by completions alone, once with the server's count of generated tokens.
+    for metrics in [false, true] {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut args = vec!["--latency-ms", "25", "--knee", "8"];
+        if metrics {
+            args.push("--metrics");
+        }
+        let m = mock(&args);
+        let adaptive = "[teacher.adaptive]\ninitial = 1\nmax = 128\n";
+        let cfg = config(tmp.path(), &m.url, 200, adaptive);
+        let out = tmp.path().join("out");
+        let o = run_to(&cfg, &out, &["--quiet"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_exactly_once(&out, &planned_ids(&cfg, None));
+        let ep = &endpoints(&out)[0];
+        assert_eq!(
+            ep["signals"]["generated_tokens"].is_number(),
+            metrics,
+            "the server's count is read where it has one: {}",
+            ep["signals"]
+        );
+        let limit = ep["limit"].as_u64().unwrap();
+        assert!(
+            (4..=16).contains(&limit),
+            "limit {limit} should be near the knee (8); decisions: {}",
+            ep["decisions"]
+        );
+        let decisions = ep["decisions"].as_array().unwrap();
+        assert!(decisions[0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("slow start"));
+        assert!(
+            decisions.iter().any(|d| d["to"].as_u64().unwrap() >= 8),
+            "it climbed to the knee: {decisions:?}"
+        );
+        // Past the knee throughput falls, so it never stayed far beyond it.
+        let most = mock_stats(&m.url)["max_in_flight"].as_u64().unwrap();
+        assert!(most <= 24, "the server saw {most} requests at once");
+    }
+}
+
+/// `mediflow bench concurrency` against the mock (knee at 4): a sweep measured by the
+/// server's count of generated tokens (from a server without one, by the completions
+/// received), and the adaptive run as a fraction of the best sweep point.
+#[test]
+fn bench_concurrency_measures_a_sweep_and_the_adaptive_run() {
+    for (metrics, levels, by) in [
+        (true, "1,2,4", "server counter"),
+        (false, "1,4", "completions received"),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut args = vec!["--latency-ms", "40", "--knee", "4"];
+        if metrics {
+            args.push("--metrics");
+        }
+        let m = mock(&args);
+        let cfg = config(tmp.path(), &m.url, 5000, "");
+        let cfg = cfg.to_str().unwrap();
+        let o = run(&[
+            "bench",
+            "concurrency",
+            "--config",
+            cfg,
+            "--levels",
+            levels,
+            "--stop-below",
+            "0",
+            "--min-measure-secs",
+            "2",
+            "--json",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+        let sweep = r["sweep"].as_array().unwrap();
+        assert_eq!(sweep.len(), levels.split(',').count());
+        for p in sweep {
+            let level = p["concurrency"].as_u64().unwrap();
+            assert_eq!(p["measured_by"], by, "{p}");
+            assert!(p["items_done"].as_u64().unwrap() >= level, "{p}");
+            assert!(p["measured_secs"].as_f64().unwrap() >= 1.9, "{p}");
+            if metrics {
+                // The mock's own count of requests running: the level held.
+                let running = p["mean_running_on_server"].as_f64().unwrap();
+                assert!(
+                    (running - level as f64).abs() <= 0.25 * level as f64 + 0.5,
+                    "{p}"
+                );
+            }
+        }
+        // Up to the knee, more in flight is more throughput.
+        let tps = |p: &Value| p["tokens_per_sec"].as_f64().unwrap();
+        assert!(
+            tps(sweep.last().unwrap()) > 1.5 * tps(&sweep[0]),
+            "{sweep:?}"
+        );
+        let best = r["best_sweep_point"]["tokens_per_sec"].as_f64().unwrap();
+        assert_eq!(best, sweep.iter().map(tps).fold(0.0, f64::max));
+        let a = &r["adaptive"];
+        assert_eq!(a["measured_by"], by);
+        assert!((a["fraction_of_best"].as_f64().unwrap() - tps(a) / best).abs() < 1e-9);
+        assert!(
+            a["controller"]["endpoints"][0]["limit"].is_u64(),
+            "{}",
+            a["controller"]
+        );
+    }
 }
 
 #[test]

@@ -1,27 +1,29 @@
 //! `mediflow bench concurrency`: how close the adaptive controller gets to a server's best
-//! throughput, measured in one run on the same work: the first `--items` items of the
-//! config's plan, through the whole pipeline, every time.
+//! throughput, measured in one run on the same work: the config's plan from its first
+//! item, through the whole pipeline, every time.
 //!
-//! 1. a plain fixed-concurrency sweep: for each level, those items run to the end with
-//!    exactly that many requests in flight (at most), and their completion tokens are
-//!    divided by the run's wall time. The sweep goes up the levels until one falls below
-//!    `--stop-below` of the best so far (the server is past its knee); such a run is
-//!    stopped once a third of its items are done and it is clearly that far below;
-//! 2. mediflow's adaptive run on the same items, with no concurrency set by hand,
-//!    measured the same way (its ramp-up and exploring included).
+//! 1. a plain fixed-concurrency sweep: for each level L, the plan runs with exactly L
+//!    requests in flight until `--cycles` x L items are done (every stage of each: a
+//!    shorter window would measure the stage its items happen to be in, since items go
+//!    through their stages in step). The sweep goes up the levels until one falls below
+//!    `--stop-below` of the best so far (past the knee);
+//! 2. mediflow's adaptive run, with no concurrency set by hand, until `--adaptive-cycles`
+//!    x (the best level) items are done: its slow start and all its exploring count.
 //!
-//! Every run goes to the same requests in the same order, so the points differ by their
-//! concurrency, not by their work. Before each run the server is left to go idle and, on
+//! Every run is measured from its start (ramp-up included for all alike) to its end, by
+//! the server's own count of generated tokens (vLLM, SGLang, llama.cpp with `--metrics`;
+//! see `teacher::signals`), sampled every second; a server without one is measured by the
+//! completion tokens received. Before each run the server is left to go idle and, on
 //! llama.cpp started with `--slot-save-path`, its slots' prompt caches are erased, so no
-//! run profits from an earlier one's cache. It prints the adaptive tokens/s as a fraction
-//! of the best sweep point. `scripts/bench-llama-server.sh` runs it against llama.cpp's
+//! run profits from an earlier one's cache. It prints the adaptive rate as a fraction of
+//! the best sweep point. `scripts/bench-llama-server.sh` runs it against llama.cpp's
 //! `llama-server`.
 
 use super::run::{build_teacher, probe};
 use super::ConfigArgs;
 use crate::check;
 use crate::engine::{self, progress::Mode, RunOptions, Shared};
-use crate::error::Error;
+use crate::error::{Error, Problem};
 use crate::teacher::signals;
 use clap::Args;
 use serde_json::{json, Value};
@@ -41,13 +43,22 @@ pub struct ConcurrencyBench {
         default_value = "1,2,4,8,16,32,64,128,256"
     )]
     pub levels: Vec<usize>,
-    /// Stop the sweep at the first level above the best so far whose tokens/s are below
-    /// this fraction of the best (0: run every level).
+    /// Stop the sweep at the first level above the best so far whose rate is below this
+    /// fraction of the best (0: run every level).
     #[arg(long, default_value_t = 0.75)]
     pub stop_below: f64,
-    /// Items of every run (the first N of the plan).
-    #[arg(long, default_value_t = 60)]
-    pub items: usize,
+    /// A sweep point at L in flight is measured until this many cycles of L items are
+    /// done (every stage of every item: a shorter window would rank the stages its items
+    /// happen to be in, not the level).
+    #[arg(long, default_value_t = 1)]
+    pub cycles: usize,
+    /// The adaptive run is measured until this many cycles of the best sweep point's
+    /// level are done.
+    #[arg(long, default_value_t = 2)]
+    pub adaptive_cycles: usize,
+    /// Every measurement lasts at least this long (a cycle at 1 in flight is short).
+    #[arg(long, default_value_t = 60.0)]
+    pub min_measure_secs: f64,
     /// Scratch directory for the runs' outputs (default: a temporary directory, removed
     /// afterwards).
     #[arg(long)]
@@ -56,98 +67,189 @@ pub struct ConcurrencyBench {
     pub json: bool,
 }
 
-/// What one run of the bench's items measured.
+/// One sample of a run, taken every second.
+#[derive(Clone, Copy)]
+struct Sample {
+    secs: f64,
+    /// The servers' generated-token counts summed (None: some server has no counter).
+    server: Option<f64>,
+    /// Completion tokens of the answers received.
+    client: u64,
+    /// Teacher calls answered, and items done.
+    calls: u64,
+    done: u64,
+    /// Requests running on the servers (None: some server does not say).
+    running: Option<f64>,
+}
+
+/// What one run measured, between its samples at the settle and at the end.
 struct Figures {
-    seconds: f64,
-    tokens: u64,
+    measured_secs: f64,
+    tokens: f64,
+    /// "server counter" or "completions received".
+    source: &'static str,
+    /// Requests running on the servers, on average over the measurement.
+    mean_running: Option<f64>,
+    /// The rate over each 30 s of the measurement (how steady it was).
+    per_30s: Vec<f64>,
     calls: u64,
     items_done: u64,
+    /// Prompt tokens of the whole run, and those the server served from its cache.
     prompt_tokens: u64,
     cached_prompt_tokens: u64,
     slots_erased_before: usize,
-    /// Stopped before its end: clearly below the best sweep point so far.
-    cut_short: bool,
     controller: Option<Value>,
 }
 
 impl Figures {
+    /// The figures from the first sample to the last.
+    fn from_samples(window: &[Sample]) -> Option<Figures> {
+        let (a, b) = (*window.first()?, *window.last()?);
+        let measured_secs = b.secs - a.secs;
+        if measured_secs <= 0.0 {
+            return None;
+        }
+        let by_server = window.iter().all(|s| s.server.is_some());
+        let count = |s: &Sample| match s.server {
+            Some(x) if by_server => x,
+            _ => s.client as f64,
+        };
+        let (tokens, source) = if by_server {
+            ((count(&b) - count(&a)).max(0.0), "server counter")
+        } else {
+            (count(&b) - count(&a), "completions received")
+        };
+        let mut per_30s = Vec::new();
+        let mut from = a;
+        for s in window {
+            if s.secs - from.secs >= 30.0 {
+                per_30s.push((count(s) - count(&from)) / (s.secs - from.secs));
+                from = *s;
+            }
+        }
+        let mean_running = window
+            .iter()
+            .map(|s| s.running)
+            .sum::<Option<f64>>()
+            .map(|r| r / window.len() as f64);
+        Some(Figures {
+            measured_secs,
+            tokens,
+            source,
+            mean_running,
+            per_30s,
+            calls: b.calls - a.calls,
+            items_done: b.done - a.done,
+            prompt_tokens: 0,
+            cached_prompt_tokens: 0,
+            slots_erased_before: 0,
+            controller: None,
+        })
+    }
+
     fn tokens_per_sec(&self) -> f64 {
-        self.tokens as f64 / self.seconds.max(1e-9)
+        self.tokens / self.measured_secs
     }
 
     fn json(&self, concurrency: Value) -> Value {
         json!({
             "concurrency": concurrency,
-            "seconds": self.seconds,
-            "completion_tokens": self.tokens,
+            "measured_secs": self.measured_secs,
+            "generated_tokens": self.tokens,
             "tokens_per_sec": self.tokens_per_sec(),
+            "measured_by": self.source,
+            "mean_running_on_server": self.mean_running,
+            "tokens_per_sec_per_30s": self.per_30s,
             "calls": self.calls,
             "items_done": self.items_done,
             "prompt_tokens": self.prompt_tokens,
             "cached_prompt_tokens": self.cached_prompt_tokens,
             "slots_erased_before": self.slots_erased_before,
-            "cut_short": self.cut_short,
         })
     }
 }
 
-/// One run of the bench's items, `fixed` concurrency or adaptive (`None`), timed from its
-/// start (config loaded, server reachable) to its end. With `cut_below`, a run whose tokens/s after a third
-/// of its items are under that is stopped there: it is past the knee, and running it to
-/// the end would only take long.
-async fn run_items(
+/// The servers' generated tokens so far and requests running now, each summed over the
+/// servers (None where one of them does not tell).
+async fn server_counts(client: &reqwest::Client, roots: &[String]) -> (Option<f64>, Option<f64>) {
+    let (mut tokens, mut running) = (Some(0.0), Some(0.0));
+    for root in roots {
+        let s = signals::fetch(client, root, None, true, true)
+            .await
+            .signals()
+            .unwrap_or_default();
+        tokens = tokens.zip(s.generated_tokens).map(|(a, b)| a + b);
+        running = running.zip(s.running).map(|(a, b)| a + b);
+    }
+    (tokens, running)
+}
+
+/// One run of the plan, at `fixed` concurrency or adaptive (`None`), sampled every
+/// second and measured from its start until `items` are done and at least
+/// `--min-measure-secs` have passed (it is stopped there).
+async fn run_for(
     a: &ConcurrencyBench,
     fixed: Option<usize>,
     out: PathBuf,
     mode: Mode,
-    cut_below: Option<f64>,
+    items: u64,
 ) -> Result<Figures, Error> {
     let mut ov = a.config.overrides();
     ov.concurrency = fixed;
     let l = check::load(&a.config.config, &ov)?;
-    let slots_erased_before = reset_server(&l.cfg.teacher.base_urls).await;
+    let urls = l.cfg.teacher.base_urls.clone();
+    let roots: Vec<String> = urls.iter().map(|u| server_root(u)).collect();
+    let slots_erased_before = reset_server(&urls).await;
     let teacher = build_teacher(&l.cfg.teacher).await?;
     probe(&*teacher).await?;
     let sh = Arc::new(Shared::new(l.cfg, l.tax, l.schemas, l.prompts, teacher));
-    let c = sh.progress.clone();
+    let (c, teacher) = (sh.progress.clone(), sh.clone());
     let opts = RunOptions {
         out_dir: out,
-        limit: Some(a.items),
+        limit: None,
         shard: None,
         mode,
     };
     let plan = l.plan;
+    let client = reqwest::Client::new();
     let started = Instant::now();
     let run = tokio::spawn(async move { engine::run(sh, &plan, opts).await });
-    let mut cut_short = false;
-    while !run.is_finished() {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let tps = c.tokens.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
-        let third = c.done.load(Ordering::Relaxed) as usize * 3 >= a.items;
-        if third && cut_below.is_some_and(|t| tps < t) {
-            run.abort();
-            cut_short = true;
+    let mut samples: Vec<Sample> = Vec::new();
+    let mut next = started;
+    loop {
+        let (server, running) = server_counts(&client, &roots).await;
+        samples.push(Sample {
+            secs: started.elapsed().as_secs_f64(),
+            server,
+            client: c.tokens.load(Ordering::Relaxed),
+            calls: c.calls.load(Ordering::Relaxed),
+            done: c.done.load(Ordering::Relaxed),
+            running,
+        });
+        let last = samples[samples.len() - 1];
+        if run.is_finished() || (last.done >= items && last.secs >= a.min_measure_secs) {
             break;
         }
+        next += Duration::from_secs(1);
+        tokio::time::sleep_until(next.into()).await;
     }
-    let seconds = started.elapsed().as_secs_f64();
-    let controller = match run.await {
-        Ok(summary) => summary?.stats.concurrency.get("teacher").cloned(),
-        Err(e) if e.is_cancelled() => None,
-        Err(e) => return Err(anyhow::Error::from(e).into()),
-    };
-    let n = |x: &std::sync::atomic::AtomicU64| x.load(Ordering::Relaxed);
-    Ok(Figures {
-        seconds,
-        tokens: n(&c.tokens),
-        calls: n(&c.calls),
-        items_done: n(&c.done),
-        prompt_tokens: n(&c.prompt_tokens),
-        cached_prompt_tokens: n(&c.cached_tokens),
-        slots_erased_before,
-        cut_short,
-        controller,
-    })
+    if run.is_finished() {
+        run.await.map_err(anyhow::Error::from)??;
+    } else {
+        run.abort();
+    }
+    let controller = teacher.teacher.control_report();
+    let done = samples.last().map_or(0, |s| s.done);
+    if done < items {
+        let why = format!("the plan ran out after {done} items: the bench needs {items}");
+        return Err(Error::Input(vec![Problem::new(&a.config.config, why)]));
+    }
+    let mut f = Figures::from_samples(&samples).expect("a run of at least a second");
+    f.prompt_tokens = c.prompt_tokens.load(Ordering::Relaxed);
+    f.cached_prompt_tokens = c.cached_tokens.load(Ordering::Relaxed);
+    f.slots_erased_before = slots_erased_before;
+    f.controller = controller;
+    Ok(f)
 }
 
 /// Let the servers go idle, then erase their slots' prompt caches where they allow it
@@ -237,26 +339,24 @@ pub async fn exec(a: ConcurrencyBench) -> Result<(), Error> {
     let mut sweep: Vec<Value> = Vec::new();
     // (level, tokens/s) of the best sweep point so far.
     let mut best: Option<(usize, f64)> = None;
-    let cut = |best: Option<(usize, f64)>| {
-        best.map(|b| b.1 * a.stop_below)
-            .filter(|_| a.stop_below > 0.0)
-    };
     for &level in &a.levels {
         let out = scratch.join(format!("sweep-{level}"));
-        let f = run_items(&a, Some(level), out, Mode::Quiet, cut(best)).await?;
+        let items = (a.cycles * level) as u64;
+        let f = run_for(&a, Some(level), out, Mode::Quiet, items).await?;
         // On stderr even with --json: a long bench shows where it is.
         eprintln!(
-            "sweep: {level:>4} in flight: {:>8.1} tokens/s  ({} tokens in {:.0}s, {} calls, {} items{})",
+            "sweep: {level:>4} in flight: {:>8.1} tokens/s  ({:.0} tokens, {} items, {} calls in {:.0}s by {}; {} running on the server on average)",
             f.tokens_per_sec(),
             f.tokens,
-            f.seconds,
-            f.calls,
             f.items_done,
-            if f.cut_short { "; stopped early" } else { "" }
+            f.calls,
+            f.measured_secs,
+            f.source,
+            f.mean_running.map_or("?".into(), |r| format!("{r:.1}")),
         );
         sweep.push(f.json(json!(level)));
-        let past_knee =
-            best.is_some_and(|b| b.0 < level && f.tokens_per_sec() < b.1 * a.stop_below);
+        let past_knee = a.stop_below > 0.0
+            && best.is_some_and(|b| b.0 < level && f.tokens_per_sec() < b.1 * a.stop_below);
         if best.is_none_or(|b| f.tokens_per_sec() > b.1) {
             best = Some((level, f.tokens_per_sec()));
         }
@@ -272,7 +372,8 @@ pub async fn exec(a: ConcurrencyBench) -> Result<(), Error> {
 
     // The adaptive run: the config's own settings, no concurrency given.
     let mode = if a.json { Mode::Quiet } else { Mode::Lines };
-    let f = run_items(&a, None, scratch.join("adaptive"), mode, None).await?;
+    let items = (a.adaptive_cycles * best_level) as u64;
+    let f = run_for(&a, None, scratch.join("adaptive"), mode, items).await?;
     let fraction = f.tokens_per_sec() / best_tps.max(1e-9);
     let mut adaptive = f.json(json!("adaptive"));
     adaptive["fraction_of_best"] = json!(fraction);
@@ -281,7 +382,8 @@ pub async fn exec(a: ConcurrencyBench) -> Result<(), Error> {
         let _ = std::fs::remove_dir_all(&own_scratch);
     }
     let report = json!({
-        "items": a.items,
+        "cycles": a.cycles,
+        "adaptive_cycles": a.adaptive_cycles,
         "sweep": sweep,
         "best_sweep_point": { "concurrency": best_level, "tokens_per_sec": best_tps },
         "adaptive": adaptive,
@@ -296,13 +398,14 @@ pub async fn exec(a: ConcurrencyBench) -> Result<(), Error> {
         .and_then(|c| c["endpoints"].as_array().cloned())
         .unwrap_or_default()
         .iter()
-        .map(|e| format!("{} (final limit {})", e["base_url"], e["limit"]))
+        .map(|e| format!("{} (limit at the end {})", e["base_url"], e["limit"]))
         .collect();
     println!("best fixed concurrency: {best_level} in flight, {best_tps:.1} tokens/s");
     println!(
-        "adaptive ({} items, {:.0}s; {}): {:.1} tokens/s = {:.1}% of the best sweep point",
-        a.items,
-        f.seconds,
+        "adaptive ({} items, {} calls in {:.0}s; {}): {:.1} tokens/s = {:.1}% of the best sweep point",
+        f.items_done,
+        f.calls,
+        f.measured_secs,
         limits.join(", "),
         f.tokens_per_sec(),
         100.0 * fraction

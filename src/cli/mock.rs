@@ -50,6 +50,9 @@ pub struct MockArgs {
     /// Share of documents that are one fixed text (so records duplicate each other).
     #[arg(long, default_value_t = 0.0)]
     pub rate_duplicate: f64,
+    /// Serve Prometheus `/metrics` (vLLM names): requests running, generated tokens.
+    #[arg(long)]
+    pub metrics: bool,
 }
 
 impl MockArgs {
@@ -68,6 +71,7 @@ impl MockArgs {
             rate_truncate: self.rate_truncate,
             rate_low_judge: self.rate_low_judge,
             rate_duplicate: self.rate_duplicate,
+            metrics: self.metrics,
         }
     }
 }

@@ -204,12 +204,22 @@ pub async fn run(sh: Arc<Shared>, plan: &Plan, opts: RunOptions) -> Result<Summa
     };
 
     // Producer: keep at most `window` items between admission and commit; each item flows
-    // through its stages on its own (no batch barriers).
-    let window = cap * 2;
+    // through its stages on its own (no batch barriers). Twice the requests allowed in
+    // flight keeps every permit busy while items move between stages. Under adaptive
+    // concurrency that follows the current limit, not its maximum: hundreds of items
+    // open behind a limit of 8 would all do their first stage before any did its second
+    // (the first item done, and every quota's feedback, would wait for all of them), and
+    // the requests would come in waves of one stage each.
+    let window = || {
+        sh.teacher
+            .current_limit()
+            .map_or(cap * 2, |l| (l * 2).clamp(4, cap * 2))
+    };
     let (mut open, mut seq) = (0usize, 0u64);
     let mut tasks = tokio::task::JoinSet::new();
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
     loop {
-        while open < window {
+        while open < window() {
             let Some(item) = sched.next_item() else { break };
             let (sh, tx) = (sh.clone(), tx.clone());
             let n = seq;
@@ -237,6 +247,8 @@ pub async fn run(sh: Arc<Shared>, plan: &Plan, opts: RunOptions) -> Result<Summa
             Some(joined) = tasks.join_next() => {
                 joined.context("a worker task panicked")?;
             }
+            // A limit that grew admits more items.
+            _ = tick.tick() => {}
         }
     }
     drop(tx);

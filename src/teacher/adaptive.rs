@@ -9,7 +9,10 @@
 //! completions are. A window closes after max(limit, 12) completions and at least one
 //! median latency. Two windows are compared on the same mix of request kinds (pipeline
 //! stages): a window that happened to see more short verdicts than long documents would
-//! otherwise look faster or slower than its level is. The limit then moves by a hill
+//! otherwise look faster or slower than its level is. A window also waits until it has
+//! seen every stage that makes up a tenth of the run's requests: items go through their
+//! stages in step after a start or a change of the limit, and a window of long-prompt
+//! answers alone would rank the stage, not the level. The limit then moves by a hill
 //! climb on that comparison:
 //!
 //! - **slow start**: double while a doubling gains at least 5%;
@@ -56,6 +59,11 @@ pub struct Signals {
     /// Parallel slots (llama.cpp `/slots`): more in flight than this only queues.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub slots: Option<usize>,
+    /// Tokens the server has generated so far (a counter; see `signals`). Reported only:
+    /// as a window's throughput it proved noisier than Little's law on a common mix,
+    /// since a window's tokens depend on which stages it caught.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generated_tokens: Option<f64>,
 }
 
 /// One change of the limit, as recorded in `stats.json`.
@@ -227,6 +235,8 @@ pub struct Controller {
     started: Instant,
     cooldown_until: Option<Instant>,
     last_p50: f64,
+    /// Completions of each kind of request so far, over the whole run.
+    seen: Vec<(&'static str, u64)>,
     pub decisions: VecDeque<Decision>,
     pub decision_count: u64,
     pub overloads: u64,
@@ -249,6 +259,7 @@ impl Controller {
             started: now,
             cooldown_until: None,
             last_p50: 0.0,
+            seen: Vec::new(),
             decisions: VecDeque::new(),
             decision_count: 0,
             overloads: 0,
@@ -301,6 +312,10 @@ impl Controller {
         self.advance(now);
         self.in_flight = self.in_flight.saturating_sub(1);
         let latency = now.saturating_duration_since(sent).as_secs_f64();
+        match self.seen.iter_mut().find(|(k, _)| *k == kind) {
+            Some((_, n)) => *n += 1,
+            None => self.seen.push((kind, 1)),
+        }
         if self.win.began.is_none() {
             if ticket < self.win.first_ticket {
                 self.win.settling = self.win.settling.saturating_sub(1);
@@ -394,12 +409,24 @@ impl Controller {
             _ => None,
         };
         let clearly_worse = reference.is_some_and(|r| m.mix.ratio_to(r) < 0.75);
-        if (n < need || span < p50) && !clearly_worse {
+        if (n < need || span < p50 || !self.covers_common_kinds()) && !clearly_worse {
             return;
         }
         self.last_p50 = p50;
         self.last_measurement = Some(m.clone());
         self.decide(now, m);
+    }
+
+    /// Whether the window has seen every kind of request that makes up a tenth of the
+    /// run's completions. A pipeline's items go through their stages together after a
+    /// start or a change, so a window of one stage alone would rank the stage, not the
+    /// level: a long-prompt stage generates fewer tokens per second than a short one.
+    fn covers_common_kinds(&self) -> bool {
+        let total: u64 = self.seen.iter().map(|(_, n)| n).sum();
+        self.seen
+            .iter()
+            .filter(|(_, n)| *n * 10 >= total)
+            .all(|(k, _)| self.win.kinds.iter().any(|w| w.kind == *k))
     }
 
     fn set(&mut self, now: Instant, to: usize, reason: String, m: Option<Measurement>) {
@@ -788,7 +815,7 @@ mod tests {
         // at 1..16 in flight as measured there (fixed-level runs of 20 items), then a
         // flat top and a fall; seconds per request. A run of fixed work, all of it
         // measured (ramp-up, exploring and tail), against the best fixed level on the
-        // same work, like `mediflow bench concurrency` does.
+        // same work.
         let curve = [28.2, 34.7, 40.4, 44.0, 50.2, 52.0, 45.0];
         let work = || Work {
             secs: f64::INFINITY,
@@ -842,6 +869,36 @@ mod tests {
             kinds: vec![k("doc", 3, 600.0, 30.0), k("judge", 5, 10.0, 50.0)],
         };
         assert!((d.ratio_to(&a) - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_window_waits_for_every_common_stage() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut c = Controller::new(lim(2, 2, 2), t0);
+        let mut t = 0;
+        let mut one = |c: &mut Controller, kind| {
+            let k = c.on_send(at(t));
+            t += 100;
+            c.on_done(at(t), k, at(t - 100), 100, kind);
+        };
+        for _ in 0..40 {
+            one(&mut c, "document");
+        }
+        let kinds = |c: &Controller| -> Vec<&str> {
+            let m = c.last_measurement.as_ref().expect("a window closed");
+            m.mix.kinds.iter().map(|k| k.kind).collect()
+        };
+        assert_eq!(kinds(&c), ["document"]);
+        // The items moved on to their answers together: answers alone do not close a
+        // window while documents are half of the run's requests.
+        for _ in 0..40 {
+            one(&mut c, "answer");
+            assert!(kinds(&c).contains(&"document"), "{:?}", kinds(&c));
+        }
+        // One document closes the window that began with answers.
+        one(&mut c, "document");
+        assert_eq!(kinds(&c), ["answer", "document"]);
     }
 
     #[test]

@@ -145,6 +145,16 @@ impl Pool {
         self.limits.map(|l| l.max * self.endpoints.len())
     }
 
+    /// The requests this pool lets into flight now: its controllers' limits, summed.
+    pub fn current_limit(&self) -> Option<usize> {
+        self.limits?;
+        let limits = self.endpoints.iter().map(|e| {
+            let st = e.st.lock().unwrap();
+            st.ctl.as_ref().map_or(0, |c| c.limit())
+        });
+        Some(limits.sum())
+    }
+
     pub fn adaptive(&self) -> bool {
         self.limits.is_some()
     }
@@ -460,29 +470,12 @@ async fn monitor_one(
     if !p.signals {
         return;
     }
-    let mut s = None;
-    if !ep.st.lock().unwrap().no_metrics {
-        match get(format!("{}/metrics", ep.root)).await {
-            Ok(r) if r.status().is_success() => {
-                s = signals::parse_metrics(&r.text().await.unwrap_or_default());
-            }
-            _ => {}
-        }
-        if s.is_none() {
-            ep.st.lock().unwrap().no_metrics = true;
-        }
+    let no_metrics = ep.st.lock().unwrap().no_metrics;
+    let r = signals::fetch(client, &ep.root, key, !no_metrics, read_slots).await;
+    if !no_metrics && r.metrics.is_none() {
+        ep.st.lock().unwrap().no_metrics = true;
     }
-    if read_slots {
-        if let Ok(r) = get(format!("{}/slots", ep.root)).await {
-            if r.status().is_success() {
-                let body: Value = r.json().await.unwrap_or(Value::Null);
-                if let Some(n) = signals::parse_slots(&body) {
-                    let v = s.get_or_insert_with(Default::default);
-                    v.slots = Some(n);
-                }
-            }
-        }
-    }
+    let s = r.signals();
     if let Some(sig) = s {
         if let Some(c) = ep.st.lock().unwrap().ctl.as_mut() {
             c.on_signals(sig);

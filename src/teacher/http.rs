@@ -233,6 +233,10 @@ impl Teacher for HttpTeacher {
         self.pool.capacity()
     }
 
+    fn current_limit(&self) -> Option<usize> {
+        self.pool.current_limit()
+    }
+
     fn status_line(&self) -> Option<String> {
         Some(self.pool.status_line())
     }

@@ -42,6 +42,9 @@ pub struct MockOptions {
     pub rate_truncate: f64,
     pub rate_low_judge: f64,
     pub rate_duplicate: f64,
+    /// Serve Prometheus `/metrics` as vLLM names them: requests running and a count of
+    /// generated tokens (this mock counts an answer's tokens when it is sent).
+    pub metrics: bool,
 }
 
 struct Shared {
@@ -56,6 +59,7 @@ struct Shared {
     /// Requests that carried an `Authorization: Bearer` header / a `response_format`.
     with_auth: AtomicU64,
     with_response_format: AtomicU64,
+    generated_tokens: AtomicU64,
 }
 
 /// A running mock server.
@@ -90,13 +94,17 @@ pub async fn start(addr: SocketAddr, opts: MockOptions) -> std::io::Result<MockS
         max_active: AtomicUsize::new(0),
         with_auth: AtomicU64::new(0),
         with_response_format: AtomicU64::new(0),
+        generated_tokens: AtomicU64::new(0),
     });
-    let app = Router::new()
+    let mut app = Router::new()
         .route("/v1/models", get(models))
         .route("/v1/chat/completions", post(chat))
         .route("/health", get(|| async { "ok" }))
-        .route("/stats", get(stats))
-        .with_state(shared.clone());
+        .route("/stats", get(stats));
+    if shared.opts.metrics {
+        app = app.route("/metrics", get(metrics));
+    }
+    let app = app.with_state(shared.clone());
     let handle = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
@@ -124,6 +132,15 @@ async fn stats(State(s): State<Arc<Shared>>) -> Json<Value> {
         "with_auth": s.with_auth.load(Ordering::Relaxed),
         "with_response_format": s.with_response_format.load(Ordering::Relaxed),
     }))
+}
+
+async fn metrics(State(s): State<Arc<Shared>>) -> String {
+    format!(
+        "# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running{{model_name=\"mock-teacher\"}} {}\n\
+# TYPE vllm:generation_tokens_total counter\nvllm:generation_tokens_total{{model_name=\"mock-teacher\"}} {}\n",
+        s.active.load(Ordering::Relaxed),
+        s.generated_tokens.load(Ordering::Relaxed)
+    )
 }
 
 async fn models() -> Json<Value> {
@@ -258,6 +275,8 @@ async fn chat(
         finish = "length";
     }
     let words = |t: &str| (t.split_whitespace().count() as f64 * 1.3).ceil() as u64;
+    s.generated_tokens
+        .fetch_add(words(&content), Ordering::Relaxed);
     Json(json!({
         "id": format!("mock-{key:x}-{nth}"),
         "object": "chat.completion",

@@ -118,6 +118,10 @@ pub trait Teacher: Send + Sync {
     fn capacity(&self) -> Option<usize> {
         None
     }
+    /// The requests in flight it allows now, where that moves (adaptive concurrency).
+    fn current_limit(&self) -> Option<usize> {
+        None
+    }
     /// A short live status for the progress display.
     fn status_line(&self) -> Option<String> {
         None

@@ -1,7 +1,15 @@
 //! Load signals from model servers, for the adaptive controller: Prometheus `/metrics`
 //! (vLLM, SGLang, TGI, llama.cpp with `--metrics`) and llama.cpp's `/slots`.
+//!
+//! Among them, a count of the tokens the server has generated so far, which the
+//! controller and `bench concurrency` sample over time to measure throughput directly
+//! rather than from the completions that happen to end in a window. vLLM and SGLang count
+//! every generated token; llama.cpp counts a request's tokens only when it ends, so the
+//! tokens of its running requests (`/slots`, `n_decoded`) are added.
 
 use super::adaptive::Signals;
+use serde_json::Value;
+use std::time::Duration;
 
 /// Metric names per server: requests running, requests waiting, KV-cache usage (0..1).
 const RUNNING: &[&str] = &[
@@ -21,6 +29,12 @@ const KV_USAGE: &[&str] = &[
     "vllm:gpu_cache_usage_perc",
     "sglang:token_usage",
     "llamacpp:kv_cache_usage_ratio",
+];
+/// Counters of generated tokens.
+const GENERATED: &[&str] = &[
+    "vllm:generation_tokens_total",
+    "sglang:generation_tokens_total",
+    "llamacpp:tokens_predicted_total",
 ];
 
 /// Read the known gauges from a Prometheus text exposition (summed over label sets, e.g.
@@ -56,14 +70,92 @@ pub fn parse_metrics(text: &str) -> Option<Signals> {
         waiting: sum(WAITING),
         kv_usage: sum(KV_USAGE).map(|k| k.clamp(0.0, 1.0)),
         slots: None,
+        generated_tokens: sum(GENERATED),
     };
     (s != Signals::default()).then_some(s)
 }
 
-/// The number of slots in llama.cpp's `/slots` answer (an array, one object per slot).
-pub fn parse_slots(body: &serde_json::Value) -> Option<usize> {
+/// What llama.cpp's `/slots` answer (an array, one object per slot) tells.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Slots {
+    pub count: usize,
+    pub processing: usize,
+    /// Tokens generated so far by the requests running now.
+    pub decoding: f64,
+}
+
+pub fn parse_slots(body: &Value) -> Option<Slots> {
     let a = body.as_array()?;
-    (!a.is_empty() && a.iter().all(|s| s.get("id").is_some())).then_some(a.len())
+    if a.is_empty() || a.iter().any(|s| s.get("id").is_none()) {
+        return None;
+    }
+    let running = a.iter().filter(|s| s["is_processing"] == true);
+    Some(Slots {
+        count: a.len(),
+        processing: running.clone().count(),
+        decoding: running
+            .filter_map(|s| s["next_token"][0]["n_decoded"].as_f64())
+            .sum(),
+    })
+}
+
+/// What one reading of a server gave: its `/metrics` signals and its `/slots`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Reading {
+    pub metrics: Option<Signals>,
+    pub slots: Option<Slots>,
+}
+
+impl Reading {
+    /// Both combined: the slot count, and the running requests' tokens added to a
+    /// llama.cpp generated-token count.
+    pub fn signals(&self) -> Option<Signals> {
+        let Some(sl) = self.slots else {
+            return self.metrics;
+        };
+        let mut s = self.metrics.unwrap_or_default();
+        s.slots = Some(sl.count);
+        if let Some(g) = s.generated_tokens.as_mut() {
+            *g += sl.decoding;
+        }
+        Some(s)
+    }
+}
+
+/// Read a server's `/metrics` when `metrics` and its `/slots` when `slots` (each left
+/// out where the server does not answer it usefully).
+pub async fn fetch(
+    client: &reqwest::Client,
+    root: &str,
+    key: Option<&str>,
+    metrics: bool,
+    slots: bool,
+) -> Reading {
+    let get = |path: &str| {
+        let mut rb = client
+            .get(format!("{root}{path}"))
+            .timeout(Duration::from_secs(5));
+        if let Some(k) = key {
+            rb = rb.bearer_auth(k);
+        }
+        rb.send()
+    };
+    let mut r = Reading::default();
+    if metrics {
+        if let Ok(resp) = get("/metrics").await {
+            if resp.status().is_success() {
+                r.metrics = parse_metrics(&resp.text().await.unwrap_or_default());
+            }
+        }
+    }
+    if slots {
+        if let Ok(resp) = get("/slots").await {
+            if resp.status().is_success() {
+                r.slots = parse_slots(&resp.json().await.unwrap_or(Value::Null));
+            }
+        }
+    }
+    r
 }
 
 #[cfg(test)]
@@ -84,15 +176,27 @@ vllm:gpu_cache_usage_perc{model_name=\"m\"} 0.42\n";
         assert_eq!(s.running, Some(61.0));
         assert_eq!(s.kv_usage, Some(0.42));
         let llama = "# TYPE llamacpp:requests_processing gauge\nllamacpp:requests_processing 8\n\
-# TYPE llamacpp:requests_deferred gauge\nllamacpp:requests_deferred 0\n";
+# TYPE llamacpp:requests_deferred gauge\nllamacpp:requests_deferred 0\n\
+# TYPE llamacpp:tokens_predicted_total counter\nllamacpp:tokens_predicted_total 1.23457e+06\n";
         let s = parse_metrics(llama).unwrap();
         assert_eq!(
             (s.running, s.waiting, s.kv_usage),
             (Some(8.0), Some(0.0), None)
         );
+        assert_eq!(s.generated_tokens, Some(1_234_570.0));
+        assert_eq!(
+            parse_metrics("vllm:generation_tokens_total{model_name=\"m\"} 4096.0\n")
+                .and_then(|s| s.generated_tokens),
+            Some(4096.0)
+        );
         assert_eq!(parse_metrics("# nothing here\nother_metric 1\n"), None);
-        let slots = serde_json::json!([{"id": 0, "is_processing": false}, {"id": 1, "is_processing": true}]);
-        assert_eq!(parse_slots(&slots), Some(2));
+        let slots = serde_json::json!([
+            {"id": 0, "is_processing": false, "next_token": [{"n_decoded": 0}]},
+            {"id": 1, "is_processing": true, "next_token": [{"n_decoded": 17}]},
+            {"id": 2, "is_processing": true, "next_token": [{"n_decoded": 5}]},
+        ]);
+        let sl = parse_slots(&slots).unwrap();
+        assert_eq!((sl.count, sl.processing, sl.decoding), (3, 2, 22.0));
         assert_eq!(parse_slots(&serde_json::json!({"error": "x"})), None);
     }
 }
