@@ -25,12 +25,17 @@ fn endpoints(out: &Path) -> Vec<Value> {
 
 #[test]
 fn the_controller_finds_the_knee_without_a_hand_set_concurrency() {
-    // Once by completions alone, once with the server's count of generated tokens.
-    for metrics in [false, true] {
+    // Once by completions alone, once with the server's count of generated tokens, and
+    // once from a server that states 32 parallel slots (llama.cpp's `/slots`): the
+    // search then starts at them and goes down.
+    for (metrics, slots) in [(false, None), (true, None), (false, Some("32"))] {
         let tmp = tempfile::tempdir().unwrap();
         let mut args = vec!["--latency-ms", "25", "--knee", "8"];
         if metrics {
             args.push("--metrics");
+        }
+        if let Some(n) = slots {
+            args.extend(["--slots", n]);
         }
         let m = mock(&args);
         let adaptive = "[teacher.adaptive]\ninitial = 1\nmax = 128\n";
@@ -53,17 +58,20 @@ fn the_controller_finds_the_knee_without_a_hand_set_concurrency() {
             ep["decisions"]
         );
         let decisions = ep["decisions"].as_array().unwrap();
-        assert!(decisions[0]["reason"]
-            .as_str()
-            .unwrap()
-            .starts_with("slow start"));
+        let first = decisions[0]["reason"].as_str().unwrap();
+        match slots {
+            None => assert!(first.starts_with("slow start"), "{first}"),
+            Some(n) => assert_eq!(first, format!("start at the server's {n} slots")),
+        }
         assert!(
             decisions.iter().any(|d| d["to"].as_u64().unwrap() >= 8),
-            "it climbed to the knee: {decisions:?}"
+            "it reached the knee: {decisions:?}"
         );
-        // Past the knee throughput falls, so it never stayed far beyond it.
+        // Past the knee throughput falls, so it never stayed far beyond it (from the
+        // slots, it starts beyond it and never goes past them).
         let most = mock_stats(&m.url)["max_in_flight"].as_u64().unwrap();
-        assert!(most <= 24, "the server saw {most} requests at once");
+        let bound = if slots.is_some() { 32 } else { 24 };
+        assert!(most <= bound, "the server saw {most} requests at once");
     }
 }
 

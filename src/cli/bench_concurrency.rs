@@ -53,8 +53,8 @@ pub struct ConcurrencyBench {
     #[arg(long, default_value_t = 1)]
     pub cycles: usize,
     /// The adaptive run is measured until this many cycles of the best sweep point's
-    /// level are done.
-    #[arg(long, default_value_t = 2)]
+    /// level are done (its exploring must pay for itself within them).
+    #[arg(long, default_value_t = 4)]
     pub adaptive_cycles: usize,
     /// Every measurement lasts at least this long (a cycle at 1 in flight is short).
     #[arg(long, default_value_t = 60.0)]

@@ -53,6 +53,9 @@ pub struct MockArgs {
     /// Serve Prometheus `/metrics` (vLLM names): requests running, generated tokens.
     #[arg(long)]
     pub metrics: bool,
+    /// Serve llama.cpp's `/slots` with this many parallel slots.
+    #[arg(long)]
+    pub slots: Option<usize>,
 }
 
 impl MockArgs {
@@ -72,6 +75,7 @@ impl MockArgs {
             rate_low_judge: self.rate_low_judge,
             rate_duplicate: self.rate_duplicate,
             metrics: self.metrics,
+            slots: self.slots,
         }
     }
 }

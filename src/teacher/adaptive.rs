@@ -159,6 +159,11 @@ enum Phase {
     SlowStart {
         last: Option<Point>,
     },
+    /// Started at the server's slot count: halve while halving keeps 95% of the level
+    /// above (`last`).
+    Descend {
+        last: Option<Point>,
+    },
     Refine {
         center: usize,
         step: usize,
@@ -275,6 +280,7 @@ impl Controller {
     pub fn phase_name(&self) -> &'static str {
         match self.phase {
             Phase::SlowStart { .. } => "slow-start",
+            Phase::Descend { .. } => "descend",
             Phase::Refine { .. } => "refine",
             Phase::Hold { .. } => "hold",
         }
@@ -359,7 +365,7 @@ impl Controller {
     }
 
     /// Fresh load signals from the server.
-    pub fn on_signals(&mut self, s: Signals) {
+    pub fn on_signals(&mut self, now: Instant, s: Signals) {
         if let Some(w) = s.waiting {
             self.win.waiting.0 += w;
             self.win.waiting.1 += 1;
@@ -370,8 +376,36 @@ impl Controller {
         if let Some(n) = s.slots.filter(|n| *n > 0) {
             self.ceiling = self.lim.max.min(n).max(self.lim.min);
             self.limit = self.limit.min(self.ceiling);
+            if self.decision_count == 0 && matches!(self.phase, Phase::SlowStart { last: None }) {
+                self.start_at_slots(now, n);
+            }
         }
         self.signals = s;
+    }
+
+    /// Before any decision, a server that states its parallel slots: start there and
+    /// search down. The operator sized the slots (and their KV cache) for the server;
+    /// climbing to them from below would spend the run's first windows under it.
+    fn start_at_slots(&mut self, now: Instant, slots: usize) {
+        let from = self.limit;
+        self.limit = self.ceiling;
+        self.phase = Phase::Descend { last: None };
+        if from != self.limit {
+            self.decision_count += 1;
+            self.decisions.push_back(Decision {
+                at_secs: now.saturating_duration_since(self.started).as_secs_f64(),
+                from,
+                to: self.limit,
+                reason: format!("start at the server's {slots} slots"),
+                tokens_per_sec: None,
+                p50_latency_ms: None,
+            });
+        }
+        // As at the start, the first `limit` requests ramp up from nothing and settle the
+        // first window (those already done settled nothing).
+        let first = self.tickets.max(self.limit as u64);
+        let done = self.tickets - self.in_flight as u64;
+        self.win = Window::new(now, first, (first - done) as usize);
     }
 
     fn close_window_if_done(&mut self, now: Instant) {
@@ -401,7 +435,7 @@ impl Controller {
         // A probe that is clearly worse than the level it is compared with ends early:
         // where latency runs away (a server past its knee), a full window would take long.
         let reference = match &self.phase {
-            Phase::SlowStart { last: Some(p) } => Some(&p.mix),
+            Phase::SlowStart { last: Some(p) } | Phase::Descend { last: Some(p) } => Some(&p.mix),
             Phase::Refine {
                 stage: Stage::Up { center } | Stage::Down { center },
                 ..
@@ -510,6 +544,36 @@ impl Controller {
                         format!("doubling gained under 5%: best {}", best.limit)
                     }
                 });
+                if best.limit == self.limit {
+                    self.probe_up(now, here, step, m, why);
+                } else {
+                    self.measure_center(now, best.limit, step, m, why);
+                }
+            }
+            Phase::Descend { last } => {
+                // An even result favours the lower level: same tokens, less latency.
+                let vs_last = last.as_ref().map(|p| here.mix.ratio_to(&p.mix));
+                let kept = vs_last.is_none_or(|r| r >= 0.95);
+                if kept && self.limit / 2 >= self.lim.min.max(1) {
+                    self.phase = Phase::Descend { last: Some(here) };
+                    return self.set(now, self.limit / 2, "descent: halving".into(), Some(m));
+                }
+                let gap = last
+                    .as_ref()
+                    .map_or(self.limit / 2, |p| self.limit.abs_diff(p.limit));
+                let step = (gap / 4).max(1);
+                let (best, why) = match last {
+                    Some(p) if !kept => {
+                        let why = format!("halving lost over 5%: best {}", p.limit);
+                        (p, why)
+                    }
+                    _ => (here.clone(), "at the minimum".into()),
+                };
+                // The slots themselves were best: nothing above them to probe, and below
+                // them the periodic re-probe of the hold looks in its time.
+                if best.limit == self.ceiling {
+                    return self.hold(now, best.limit, why, Some(m));
+                }
                 if best.limit == self.limit {
                     self.probe_up(now, here, step, m, why);
                 } else {
@@ -666,6 +730,8 @@ mod tests {
         secs: f64,
         requests: Option<usize>,
         mixed: bool,
+        /// The parallel slots the server states (llama.cpp `/slots`), if any.
+        slots: Option<usize>,
     }
 
     /// What a simulation ended with.
@@ -684,6 +750,13 @@ mod tests {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
         let t0 = Instant::now();
         let mut c = Controller::new(lim, t0);
+        if let Some(n) = work.slots {
+            let slots = Signals {
+                slots: Some(n),
+                ..Default::default()
+            };
+            c.on_signals(t0, slots);
+        }
         let mut now = 0.0f64;
         // (finish time, sent time, ticket, kind, tokens) of requests in flight.
         let mut flying: Vec<(f64, f64, u64, &'static str, u64)> = Vec::new();
@@ -728,6 +801,7 @@ mod tests {
             secs,
             requests: None,
             mixed,
+            slots: None,
         }
     }
 
@@ -742,18 +816,7 @@ mod tests {
 
     /// The best fixed level's tokens/s: one kind, or the `MIX` in equal shares.
     fn best_tps(knee: usize, mixed: bool) -> f64 {
-        let (factor, tokens) = if mixed {
-            let n = MIX.len() as f64;
-            (
-                MIX.iter().map(|k| k.1).sum::<f64>() / n,
-                MIX.iter().map(|k| k.2 as f64).sum::<f64>() / n,
-            )
-        } else {
-            (1.0, 100.0)
-        };
-        (1..=512)
-            .map(|n| n as f64 * tokens / (factor * service_time(n, knee)))
-            .fold(0.0, f64::max)
+        best_below(knee, mixed, 512)
     }
 
     #[test]
@@ -810,31 +873,80 @@ mod tests {
     }
 
     #[test]
+    fn descends_from_the_stated_slots_to_the_knee() {
+        // A llama.cpp server states its slots: the search starts there and goes down,
+        // to the knee below them or staying at them.
+        for (knee, slots, mixed) in [(8, 64, false), (24, 128, false), (64, 64, true)] {
+            let work = Work {
+                slots: Some(slots),
+                ..unlimited(1200.0, mixed)
+            };
+            let sim = simulate(|n| service_time(n, knee), lim(1, 256, 8), work);
+            let (limit, tps) = (sim.limit, sim.tps_late);
+            let best = best_below(knee, mixed, slots);
+            assert!(
+                tps >= 0.95 * best,
+                "knee {knee}, {slots} slots: {tps:.0} tok/s vs best {best:.0} (limit {limit})"
+            );
+            assert!(
+                limit <= slots && limit as f64 >= knee.min(slots) as f64 * 0.6,
+                "knee {knee}, {slots} slots: limit {limit}"
+            );
+        }
+    }
+
+    /// The best fixed level's tokens/s at `slots` in flight or fewer: one kind, or the
+    /// `MIX` in equal shares.
+    fn best_below(knee: usize, mixed: bool, slots: usize) -> f64 {
+        let (factor, tokens) = if mixed {
+            let n = MIX.len() as f64;
+            (
+                MIX.iter().map(|k| k.1).sum::<f64>() / n,
+                MIX.iter().map(|k| k.2 as f64).sum::<f64>() / n,
+            )
+        } else {
+            (1.0, 100.0)
+        };
+        (1..=slots)
+            .map(|n| n as f64 * tokens / (factor * service_time(n, knee)))
+            .fold(0.0, f64::max)
+    }
+
+    #[test]
     fn short_runs_on_a_slow_server() {
         // Shaped like the 2-core llama-server of `scripts/bench-llama-server.sh`: tokens/s
-        // at 1..16 in flight as measured there (fixed-level runs of 20 items), then a
-        // flat top and a fall; seconds per request. A run of fixed work, all of it
-        // measured (ramp-up, exploring and tail), against the best fixed level on the
-        // same work.
-        let curve = [28.2, 34.7, 40.4, 44.0, 50.2, 52.0, 45.0];
-        let work = || Work {
-            secs: f64::INFINITY,
-            requests: Some(540),
-            mixed: true,
-        };
-        let best = (0..7)
-            .map(|k| {
-                let l = 1 << k;
-                simulate(|n| curve_service(&curve, n), lim(l, l, l), work()).tps_whole
-            })
-            .fold(0.0, f64::max);
-        let sim = simulate(|n| curve_service(&curve, n), lim(1, 256, 8), work());
-        assert!(
-            sim.tps_whole >= 0.95 * best,
-            "{:.1} tok/s vs best fixed {best:.1} (limit {})",
-            sim.tps_whole,
-            sim.limit
-        );
+        // at 1, 2, 4, ... in flight as measured there; seconds per request. A run of fixed
+        // work, all of it measured (ramp-up, exploring and tail), against the best fixed
+        // level on the same work. First, fixed-level runs of 20 items at 1..16 with a
+        // flat top and a fall added, the server's slots unknown; then the whole-item
+        // sweep at 1..64 of 64 slots, where 64 is best after a plateau that a climb from
+        // below stops on (256 items, about 800 requests: with fewer, a single probe
+        // below the slots costs more than 5% of so short a run).
+        let cases: [(&[f64], Option<usize>, usize); 2] = [
+            (&[28.2, 34.7, 40.4, 44.0, 50.2, 52.0, 45.0], None, 540),
+            (&[24.3, 40.9, 41.3, 34.7, 35.9, 36.4, 50.3], Some(64), 800),
+        ];
+        for (curve, slots, requests) in cases {
+            let work = || Work {
+                secs: f64::INFINITY,
+                requests: Some(requests),
+                mixed: true,
+                slots,
+            };
+            let best = (0..curve.len())
+                .map(|k| {
+                    let l = 1 << k;
+                    simulate(|n| curve_service(curve, n), lim(l, l, l), work()).tps_whole
+                })
+                .fold(0.0, f64::max);
+            let sim = simulate(|n| curve_service(curve, n), lim(1, 256, 8), work());
+            assert!(
+                sim.tps_whole >= 0.95 * best,
+                "slots {slots:?}: {:.1} tok/s vs best fixed {best:.1} (limit {})",
+                sim.tps_whole,
+                sim.limit
+            );
+        }
     }
 
     #[test]
@@ -929,10 +1041,13 @@ mod tests {
     fn slot_count_caps_and_a_full_queue_stops_growth() {
         let t0 = Instant::now();
         let mut c = Controller::new(lim(1, 256, 64), t0);
-        c.on_signals(Signals {
-            slots: Some(8),
-            ..Default::default()
-        });
+        c.on_signals(
+            t0,
+            Signals {
+                slots: Some(8),
+                ..Default::default()
+            },
+        );
         assert_eq!(c.limit(), 8);
         let m = Measurement {
             tps: 100.0,

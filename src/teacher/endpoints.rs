@@ -46,6 +46,8 @@ struct State {
     last_answer: Option<Instant>,
     /// The server has no `/metrics` we understand (stop asking).
     no_metrics: bool,
+    /// `/slots` was read since the endpoint (re)joined: a server read once per start.
+    slots_read: bool,
 }
 
 pub struct Endpoint {
@@ -126,6 +128,7 @@ impl Pool {
                         last_answer: None,
                         failed_probes: 0,
                         no_metrics: false,
+                        slots_read: false,
                     }),
                 }
             })
@@ -320,6 +323,7 @@ impl Pool {
             st.consecutive_failures = 0;
             // A server that came back may be another one (restarted, resized): learn anew.
             st.ctl = self.limits.map(|l| Controller::new(l, Instant::now()));
+            st.slots_read = false;
             tracing::info!("teacher endpoint {} is back", ep.base);
         } else if !ok && st.healthy {
             st.healthy = false;
@@ -402,15 +406,13 @@ pub fn spawn_monitor(pool: Weak<Pool>, client: reqwest::Client, api_key: Option<
     };
     rt.spawn(async move {
         let mut last_health = Instant::now();
-        let mut slots_read = false;
         loop {
             let Some(p) = pool.upgrade() else { return };
             let interval = Duration::from_secs_f64(p.health.interval_secs);
             let health_due = last_health.elapsed() >= interval;
             for i in 0..p.endpoints.len() {
-                monitor_one(&p, i, &client, api_key.as_deref(), health_due, !slots_read).await;
+                monitor_one(&p, i, &client, api_key.as_deref(), health_due).await;
             }
-            slots_read = true;
             if health_due {
                 last_health = Instant::now();
             }
@@ -431,7 +433,6 @@ async fn monitor_one(
     client: &reqwest::Client,
     key: Option<&str>,
     health_due: bool,
-    read_slots: bool,
 ) {
     let ep = &p.endpoints[i];
     let get = |url: String| {
@@ -470,15 +471,20 @@ async fn monitor_one(
     if !p.signals {
         return;
     }
-    let no_metrics = ep.st.lock().unwrap().no_metrics;
-    let r = signals::fetch(client, &ep.root, key, !no_metrics, read_slots).await;
-    if !no_metrics && r.metrics.is_none() {
-        ep.st.lock().unwrap().no_metrics = true;
+    let (no_metrics, slots_read) = {
+        let st = ep.st.lock().unwrap();
+        (st.no_metrics, st.slots_read)
+    };
+    let r = signals::fetch(client, &ep.root, key, !no_metrics, !slots_read).await;
+    {
+        let mut st = ep.st.lock().unwrap();
+        st.no_metrics |= r.metrics.is_none();
+        st.slots_read = true;
     }
     let s = r.signals();
     if let Some(sig) = s {
         if let Some(c) = ep.st.lock().unwrap().ctl.as_mut() {
-            c.on_signals(sig);
+            c.on_signals(Instant::now(), sig);
         }
     }
 }

@@ -45,6 +45,9 @@ pub struct MockOptions {
     /// Serve Prometheus `/metrics` as vLLM names them: requests running and a count of
     /// generated tokens (this mock counts an answer's tokens when it is sent).
     pub metrics: bool,
+    /// Serve llama.cpp's `/slots` with this many slots (as many processing as requests
+    /// are in the handler).
+    pub slots: Option<usize>,
 }
 
 struct Shared {
@@ -104,6 +107,9 @@ pub async fn start(addr: SocketAddr, opts: MockOptions) -> std::io::Result<MockS
     if shared.opts.metrics {
         app = app.route("/metrics", get(metrics));
     }
+    if shared.opts.slots.is_some() {
+        app = app.route("/slots", get(slots));
+    }
     let app = app.with_state(shared.clone());
     let handle = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
@@ -141,6 +147,16 @@ async fn metrics(State(s): State<Arc<Shared>>) -> String {
         s.active.load(Ordering::Relaxed),
         s.generated_tokens.load(Ordering::Relaxed)
     )
+}
+
+async fn slots(State(s): State<Arc<Shared>>) -> Json<Value> {
+    let active = s.active.load(Ordering::Relaxed);
+    let n = s.opts.slots.unwrap_or(0);
+    Json(Value::Array(
+        (0..n)
+            .map(|id| json!({"id": id, "is_processing": id < active}))
+            .collect(),
+    ))
 }
 
 async fn models() -> Json<Value> {
