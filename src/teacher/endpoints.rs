@@ -484,7 +484,7 @@ async fn monitor_one(
     let s = r.signals();
     if let Some(sig) = s {
         if let Some(c) = ep.st.lock().unwrap().ctl.as_mut() {
-            c.on_signals(Instant::now(), sig);
+            c.on_signals(sig);
         }
     }
 }
