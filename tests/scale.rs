@@ -118,10 +118,13 @@ fn bench_concurrency_measures_a_sweep_and_the_adaptive_run() {
             assert!(p["items_done"].as_u64().unwrap() >= level, "{p}");
             assert!(p["measured_secs"].as_f64().unwrap() >= 1.9, "{p}");
             if metrics {
-                // The mock's own count of requests running: the level held.
+                // The mock's own count of requests running, sampled each second: the
+                // level held, never passed (it dips between one answer and the next
+                // request, more so on a loaded machine).
                 let running = p["mean_running_on_server"].as_f64().unwrap();
+                let level = level as f64;
                 assert!(
-                    (running - level as f64).abs() <= 0.25 * level as f64 + 0.5,
+                    running <= level + 0.5 && running >= 0.5 * level - 0.25,
                     "{p}"
                 );
             }
