@@ -16,11 +16,13 @@
 //! climb on that comparison:
 //!
 //! - **slow start**: double while a doubling gains at least 5%; below a server's stated
-//!   parallel slots (llama.cpp's `/slots`), while the level keeps 95% of the best so far,
-//!   since throughput there can plateau and rise again at the slots. Where the slots
-//!   were best, hold there (nothing above them; the hold's re-probe looks below). It
-//!   never jumps: a server with more slots than it can serve well (long prompts, many
-//!   slots) collapses past its knee, and one window there could last many minutes;
+//!   parallel slots (llama.cpp's `/slots`), while the level is not clearly worse (75%)
+//!   than the best so far, then go to the best level measured: throughput there can
+//!   plateau and rise again at the slots, and windows on a plateau rank by noise. Where
+//!   the slots were best, hold there (nothing above them; the hold's re-probe looks
+//!   below). It never jumps: a server with more slots than it can serve well (long
+//!   prompts, many slots) collapses past its knee, and one window there could last many
+//!   minutes;
 //! - **refine**: step up, then down, around the best point (first a quarter of the last
 //!   doubling's gap: the knee lies between its two levels), halving the step when neither
 //!   side gains 2% (an even result keeps the lower level: same tokens, less latency)
@@ -838,8 +840,8 @@ mod tests {
 
     #[test]
     fn below_stated_slots_finds_the_knee_or_the_slots() {
-        // A llama.cpp server states its slots: the climb passes levels that keep 95% of
-        // the best, up to the slots, and still stops at a knee below them.
+        // A llama.cpp server states its slots: the climb passes levels not clearly worse
+        // than the best, up to the slots, and still stops at a knee below them.
         for (knee, slots, mixed) in [
             (8, 64, false),
             (24, 128, false),
