@@ -236,8 +236,6 @@ pub struct Controller {
     lim: Limits,
     limit: usize,
     ceiling: usize,
-    /// The server stated its parallel slots (the ceiling is theirs).
-    slots_stated: bool,
     phase: Phase,
     win: Window,
     in_flight: usize,
@@ -261,7 +259,6 @@ impl Controller {
             lim,
             limit,
             ceiling: lim.max,
-            slots_stated: false,
             phase: Phase::SlowStart {
                 last: None,
                 best: None,
@@ -384,13 +381,17 @@ impl Controller {
         if let Some(n) = s.slots.filter(|n| *n > 0) {
             self.ceiling = self.lim.max.min(n).max(self.lim.min);
             self.limit = self.limit.min(self.ceiling);
-            self.slots_stated = true;
         }
         // `/slots` is read once; later readings keep its count for the report.
         self.signals = Signals {
             slots: s.slots.or(self.signals.slots),
             ..s
         };
+    }
+
+    /// The server stated its parallel slots (the ceiling is theirs).
+    fn slots_stated(&self) -> bool {
+        self.signals.slots.is_some_and(|n| n > 0)
     }
 
     fn close_window_if_done(&mut self, now: Instant) {
@@ -511,7 +512,7 @@ impl Controller {
                 let vs_best = best.as_ref().map(|p| here.mix.ratio_to(&p.mix));
                 // Below stated slots, any level not clearly worse than the best is passed
                 // on: windows on a plateau rank by noise, not by level.
-                let kept = self.slots_stated && vs_best.is_none_or(|r| r >= 0.75);
+                let kept = self.slots_stated() && vs_best.is_none_or(|r| r >= 0.75);
                 let best = match best {
                     Some(p) if vs_best.is_some_and(|r| r < 1.0) => p,
                     _ => here.clone(),
@@ -537,7 +538,7 @@ impl Controller {
                 });
                 // The stated slots were best: nothing above them to probe, and below
                 // them the hold's periodic re-probe looks in its time.
-                if self.slots_stated && best.limit == self.ceiling {
+                if self.slots_stated() && best.limit == self.ceiling {
                     return self.hold(now, best.limit, why, Some(m));
                 }
                 if best.limit == self.limit {
