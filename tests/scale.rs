@@ -173,6 +173,45 @@ fn the_controller_backs_off_on_429_and_loses_nothing() {
     assert_eq!(first_backoff["to"], 22, "cut to 70%");
 }
 
+/// Self-hosted servers slow down instead of answering 429: a request that runs into the
+/// client's timeout cuts the limit like a 429, and does not drain an endpoint that still
+/// answers its health probes (with every third failure draining, this one would be).
+#[test]
+fn timeouts_cut_the_limit_and_do_not_drain_a_live_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = mock(&[
+        "--latency-ms",
+        "10",
+        "--rate-timeout",
+        "0.3",
+        "--hang-ms",
+        "3000",
+    ]);
+    let extra = "max_attempts = 12\n[teacher.adaptive]\ninitial = 32\nmax = 64\n\
+                 [teacher.health]\nfailures_to_drain = 3\n";
+    let cfg = config(tmp.path(), &m.url, 40, extra);
+    edit(&cfg, "timeout_secs = 5", "timeout_secs = 1");
+    let out = tmp.path().join("out");
+    let o = run_to(&cfg, &out, &["--quiet"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_exactly_once(&out, &planned_ids(&cfg, None));
+    assert!(
+        !rejects(&out).iter().any(|j| j.reason == "timeout"),
+        "timeouts are retried, not lost"
+    );
+    let ep = &endpoints(&out)[0];
+    assert!(ep["failures"].as_u64().unwrap() >= 3, "{ep}");
+    assert_eq!(ep["drains"], 0, "{ep}");
+    let cut = ep["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["reason"] == "backed off: request timed out")
+        .unwrap_or_else(|| panic!("a back-off on a timeout: {ep}"));
+    let from = cut["from"].as_u64().unwrap();
+    assert_eq!(cut["to"].as_u64().unwrap(), from * 7 / 10, "cut to 70%: {cut}");
+}
+
 /// A mock teacher on a fixed address (so it can be restarted there).
 fn mock_at(addr: &str) -> Child {
     let mut child = Command::new(bin())

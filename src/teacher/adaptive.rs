@@ -226,6 +226,8 @@ impl Window {
     }
 }
 
+/// A probe under this fraction of the window it is compared with ends early.
+const CLEARLY_WORSE: f64 = 0.75;
 /// Windows and seconds held with no change before the best level is probed again.
 const HOLD_WINDOWS: u32 = 12;
 const HOLD_SECS: f64 = 30.0;
@@ -239,10 +241,14 @@ pub struct Controller {
     phase: Phase,
     win: Window,
     in_flight: usize,
+    /// Ticket and send time of each request in flight.
+    sent: VecDeque<(u64, Instant)>,
     tickets: u64,
     started: Instant,
     cooldown_until: Option<Instant>,
     last_p50: f64,
+    /// Why a probe ended before its window closed, for the next decision's reason.
+    runaway: Option<String>,
     /// Completions of each kind of request so far, over the whole run.
     seen: Vec<(&'static str, u64)>,
     pub decisions: VecDeque<Decision>,
@@ -266,10 +272,12 @@ impl Controller {
             // The first `limit` requests ramp up from nothing: they settle the first window.
             win: Window::new(now, limit as u64, limit),
             in_flight: 0,
+            sent: VecDeque::new(),
             tickets: 0,
             started: now,
             cooldown_until: None,
             last_p50: 0.0,
+            runaway: None,
             seen: Vec::new(),
             decisions: VecDeque::new(),
             decision_count: 0,
@@ -305,6 +313,7 @@ impl Controller {
     pub fn on_send(&mut self, now: Instant) -> u64 {
         self.advance(now);
         self.in_flight += 1;
+        self.sent.push_back((self.tickets, now));
         self.tickets += 1;
         self.tickets - 1
     }
@@ -322,10 +331,16 @@ impl Controller {
     ) {
         self.advance(now);
         self.in_flight = self.in_flight.saturating_sub(1);
+        if let Some(i) = self.sent.iter().position(|(t, _)| *t == ticket) {
+            self.sent.remove(i);
+        }
         let latency = now.saturating_duration_since(sent).as_secs_f64();
         match self.seen.iter_mut().find(|(k, _)| *k == kind) {
             Some((_, n)) => *n += 1,
             None => self.seen.push((kind, 1)),
+        }
+        if self.end_runaway_probe(now) {
+            return;
         }
         if self.win.began.is_none() {
             if ticket < self.win.first_ticket {
@@ -367,6 +382,87 @@ impl Controller {
         // One cut per latency period: a burst of 429s is one signal, not ten.
         let pause = self.last_p50.max(0.25);
         self.cooldown_until = Some(now + std::time::Duration::from_secs_f64(pause));
+    }
+
+    /// Time passed with no request sent or done (the endpoint monitor calls this every
+    /// tick): a probe whose requests stall ends here, not at their timeouts.
+    pub fn on_tick(&mut self, now: Instant) {
+        self.advance(now);
+        self.end_runaway_probe(now);
+    }
+
+    /// The window a probe is compared with: the level before in slow start, the center
+    /// in refine.
+    fn reference(&self) -> Option<&Mix> {
+        match &self.phase {
+            Phase::SlowStart { last: Some(p), .. } => Some(&p.mix),
+            Phase::Refine {
+                stage: Stage::Up { center } | Stage::Down { center },
+                ..
+            } => Some(center),
+            _ => None,
+        }
+    }
+
+    /// End a probe whose latency has run away before its requests complete. By Little's
+    /// law, the probe's level sustains the reference's request rate x `CLEARLY_WORSE`
+    /// only with a mean latency under `limit / (that rate)`; once half the level's
+    /// requests sent in this window (and at least 4) have waited twice that, the mean is
+    /// past it, so the probe is clearly worse. Past a knee a full window could take many minutes, and
+    /// its requests would run into the client's timeout. Returns whether it ended one.
+    fn end_runaway_probe(&mut self, now: Instant) -> bool {
+        let Some(r) = self.reference() else {
+            return false;
+        };
+        let (n, latency) = r
+            .kinds
+            .iter()
+            .fold((0.0, 0.0), |(n, l), k| (n + k.n as f64, l + k.latency));
+        if n == 0.0 || latency <= 0.0 {
+            return false;
+        }
+        let rate = r.mean_in_flight * n / latency;
+        let bound = 2.0 * self.limit as f64 / (CLEARLY_WORSE * rate);
+        let first = self.win.first_ticket;
+        let waited: Vec<f64> = self
+            .sent
+            .iter()
+            .filter(|(t, _)| *t >= first)
+            .map(|(_, s)| now.saturating_duration_since(*s).as_secs_f64())
+            .collect();
+        let stalled = waited.iter().filter(|w| **w > bound).count();
+        // Half the level, and never fewer than a window's smallest sample: at a few in
+        // flight, one long request of a mixed workload is no runaway.
+        if stalled < (self.limit / 2).max(4) {
+            return false;
+        }
+        // What the window measured: its completions, if any, at the requests in flight.
+        let mix = Mix {
+            mean_in_flight: self.in_flight as f64,
+            kinds: self.win.kinds.clone(),
+        };
+        let mut sorted = waited;
+        sorted.sort_by(f64::total_cmp);
+        let m = Measurement {
+            tps: mix.tps(),
+            saturation: 1.0,
+            mix: Mix {
+                // Nothing is comparable: no tokens at this level (the decision below sees
+                // a ratio of 0 to the reference).
+                mean_in_flight: 0.0,
+                ..mix
+            },
+            p50_latency: sorted[sorted.len() / 2],
+            mean_waiting: None,
+            max_kv: self.win.max_kv,
+        };
+        self.last_p50 = m.p50_latency;
+        self.runaway = Some(format!(
+            "latency ran away: {stalled} requests waiting over {bound:.1}s"
+        ));
+        self.last_measurement = Some(m.clone());
+        self.decide(now, m);
+        true
     }
 
     /// Fresh load signals from the server.
@@ -420,15 +516,9 @@ impl Controller {
         };
         // A probe that is clearly worse than the level it is compared with ends early:
         // where latency runs away (a server past its knee), a full window would take long.
-        let reference = match &self.phase {
-            Phase::SlowStart { last: Some(p), .. } => Some(&p.mix),
-            Phase::Refine {
-                stage: Stage::Up { center } | Stage::Down { center },
-                ..
-            } => Some(center),
-            _ => None,
-        };
-        let clearly_worse = reference.is_some_and(|r| m.mix.ratio_to(r) < 0.75);
+        let clearly_worse = self
+            .reference()
+            .is_some_and(|r| m.mix.ratio_to(r) < CLEARLY_WORSE);
         if (n < need || span < p50 || !self.covers_common_kinds()) && !clearly_worse {
             return;
         }
@@ -451,6 +541,10 @@ impl Controller {
 
     fn set(&mut self, now: Instant, to: usize, reason: String, m: Option<Measurement>) {
         let to = to.clamp(self.lim.min, self.ceiling);
+        let reason = match self.runaway.take() {
+            Some(why) => format!("{why}; {reason}"),
+            None => reason,
+        };
         let changed = to != self.limit;
         if changed {
             self.decision_count += 1;
@@ -708,6 +802,7 @@ mod tests {
         tps_late: f64,
         /// Tokens/s from start to the last answer.
         tps_whole: f64,
+        decisions: Vec<Decision>,
     }
 
     /// Drive a controller against a simulated server whose service time for a request
@@ -748,6 +843,15 @@ mod tests {
                 break;
             }
             flying.sort_by(|a, b| a.0.total_cmp(&b.0));
+            // The endpoint monitor's tick, every second with nothing sent or done.
+            let before = c.limit();
+            while now + 1.0 < flying[0].0 && c.limit() == before {
+                now += 1.0;
+                c.on_tick(at(now));
+            }
+            if c.limit() != before {
+                continue;
+            }
             let (fin, sent, ticket, kind, n) = flying.remove(0);
             now = fin;
             c.on_done(at(now), ticket, at(sent), n, kind);
@@ -760,6 +864,7 @@ mod tests {
             limit: c.limit(),
             tps_late: tokens_late as f64 / (work.secs / 2.0),
             tps_whole: tokens as f64 / now,
+            decisions: c.decisions.into_iter().collect(),
         }
     }
 
@@ -919,6 +1024,24 @@ mod tests {
                 sim.limit
             );
         }
+    }
+
+    #[test]
+    fn a_probe_past_a_collapse_ends_before_its_requests_return() {
+        // Up to 16 in flight the server scales; past it every request takes 20 minutes
+        // (a server with more slots than it can serve). The doubling to 32 must end on
+        // the stalled requests' waiting alone, long before any of them returns.
+        let service = |n: usize| if n <= 16 { 1.0 } else { 1200.0 };
+        let sim = simulate(service, lim(1, 256, 8), unlimited(3600.0, false));
+        let d = &sim.decisions;
+        let up = d.iter().position(|d| d.from == 16 && d.to == 32);
+        let up = up.expect("a doubling from 16 to 32");
+        let next = &d[up + 1];
+        assert!(next.reason.contains("latency ran away"), "{next:?}");
+        assert!(next.to <= 16, "{next:?}");
+        // The 16-in-flight window had a latency of 1 s: the probe ends within a minute.
+        assert!(next.at_secs - d[up].at_secs < 60.0, "{d:?}");
+        assert!(sim.limit <= 16 && sim.limit >= 12, "limit {}", sim.limit);
     }
 
     #[test]

@@ -25,8 +25,10 @@ pub enum Outcome {
     Answered { tokens: u64 },
     /// 429 or 503: the server asks for less.
     Overloaded { retry_after: Option<Duration> },
-    /// No answer: connection refused or reset, timeout, other 5xx.
+    /// No answer: connection refused or reset, other 5xx.
     Failed,
+    /// No answer within the client's timeout.
+    TimedOut,
     /// Refused for the request's own sake (4xx): says nothing about the endpoint.
     Refused,
 }
@@ -309,6 +311,16 @@ impl Pool {
                         );
                     }
                 }
+                // A server that times out while it passes its health probes is slow
+                // under load, not dead (self-hosted servers slow down instead of
+                // answering 429): the limit is cut as for a 429, and the endpoint stays.
+                // A dead one fails its probes and is drained by the monitor.
+                Outcome::TimedOut => {
+                    st.failures += 1;
+                    if let Some(c) = st.ctl.as_mut() {
+                        c.on_overload(now, "request timed out");
+                    }
+                }
                 Outcome::Refused => {}
             }
         }
@@ -410,6 +422,11 @@ pub fn spawn_monitor(pool: Weak<Pool>, client: reqwest::Client, api_key: Option<
             let Some(p) = pool.upgrade() else { return };
             let interval = Duration::from_secs_f64(p.health.interval_secs);
             let health_due = last_health.elapsed() >= interval;
+            for ep in &p.endpoints {
+                if let Some(c) = ep.st.lock().unwrap().ctl.as_mut() {
+                    c.on_tick(Instant::now());
+                }
+            }
             for i in 0..p.endpoints.len() {
                 monitor_one(&p, i, &client, api_key.as_deref(), health_due).await;
             }

@@ -103,14 +103,17 @@ impl HttpTeacher {
                 }) => Outcome::Overloaded {
                     retry_after: *retry_after,
                 },
-                Err(TeacherError::Server { .. })
-                | Err(TeacherError::Timeout)
-                | Err(TeacherError::Connection(_)) => Outcome::Failed,
+                Err(TeacherError::Timeout) => Outcome::TimedOut,
+                Err(TeacherError::Server { .. }) | Err(TeacherError::Connection(_)) => {
+                    Outcome::Failed
+                }
                 Err(TeacherError::Client { .. }) => Outcome::Refused,
             };
             self.pool.release(slot, outcome, req.stage);
             tried.push(ep);
-            if matches!(outcome, Outcome::Failed) && self.pool.healthy_untried(&tried) {
+            if matches!(outcome, Outcome::Failed | Outcome::TimedOut)
+                && self.pool.healthy_untried(&tried)
+            {
                 continue;
             }
             return res;
