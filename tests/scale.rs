@@ -137,9 +137,21 @@ fn bench_concurrency_measures_a_sweep_and_the_adaptive_run() {
         );
         let best = r["best_sweep_point"]["tokens_per_sec"].as_f64().unwrap();
         assert_eq!(best, sweep.iter().map(tps).fold(0.0, f64::max));
+        // The confirmation run: the best level again, on as many items as the adaptive run.
+        let c = &r["confirmed_best"];
+        assert_eq!(
+            c["concurrency"], r["best_sweep_point"]["concurrency"],
+            "{c}"
+        );
+        assert_eq!(c["measured_by"], by);
         let a = &r["adaptive"];
         assert_eq!(a["measured_by"], by);
+        let work = 4 * c["concurrency"].as_u64().unwrap(); // --adaptive-cycles 4 x the level
+        assert!(c["items_done"].as_u64().unwrap() >= work, "{c}");
+        assert!(a["items_done"].as_u64().unwrap() >= work, "{a}");
         assert!((a["fraction_of_best"].as_f64().unwrap() - tps(a) / best).abs() < 1e-9);
+        let of_confirmed = a["fraction_of_confirmed"].as_f64().unwrap();
+        assert!((of_confirmed - tps(a) / tps(c)).abs() < 1e-9, "{a}");
         assert!(
             a["controller"]["endpoints"][0]["limit"].is_u64(),
             "{}",

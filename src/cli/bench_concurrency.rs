@@ -7,7 +7,11 @@
 //!    shorter window would measure the stage its items happen to be in, since items go
 //!    through their stages in step). The sweep goes up the levels until one falls below
 //!    `--stop-below` of the best so far (past the knee);
-//! 2. mediflow's adaptive run, with no concurrency set by hand, until `--adaptive-cycles`
+//! 2. a confirmation run: the best sweep level again, on the adaptive run's work (the
+//!    same number of items). The best sweep point is the highest of several noisy
+//!    points, each measured over its first cycle alone; on a flat curve that overstates
+//!    what the level sustains (`--no-confirm` skips it);
+//! 3. mediflow's adaptive run, with no concurrency set by hand, until `--adaptive-cycles`
 //!    x (the best level) items are done: its slow start and all its exploring count.
 //!
 //! Every run is measured from its start (ramp-up included for all alike) to its end, by
@@ -16,7 +20,7 @@
 //! completion tokens received. Before each run the server is left to go idle and, on
 //! llama.cpp started with `--slot-save-path`, its slots' prompt caches are erased, so no
 //! run profits from an earlier one's cache. It prints the adaptive rate as a fraction of
-//! the best sweep point. `scripts/bench-llama-server.sh` runs it against llama.cpp's
+//! the best sweep point and of the confirmation run. `scripts/bench-llama-server.sh` runs it against llama.cpp's
 //! `llama-server`.
 
 use super::run::{build_teacher, probe};
@@ -56,6 +60,12 @@ pub struct ConcurrencyBench {
     /// level are done (its exploring must pay for itself within them).
     #[arg(long, default_value_t = 4)]
     pub adaptive_cycles: usize,
+    /// Skip the confirmation run: the best sweep level again, on the adaptive run's work
+    /// (as many items). The best sweep point is the highest of several noisy points, each
+    /// measured over fewer items, so it overstates that level's rate on longer work; the
+    /// confirmation is the reference that shares neither bias.
+    #[arg(long)]
+    pub no_confirm: bool,
     /// Every measurement lasts at least this long (a cycle at 1 in flight is short).
     #[arg(long, default_value_t = 60.0)]
     pub min_measure_secs: f64,
@@ -370,13 +380,31 @@ pub async fn exec(a: ConcurrencyBench) -> Result<(), Error> {
     }
     let (best_level, best_tps) = best.unwrap_or((0, 0.0));
 
+    let items = (a.adaptive_cycles * best_level) as u64;
+    let confirmed = if a.no_confirm {
+        None
+    } else {
+        let out = scratch.join("confirm");
+        let f = run_for(&a, Some(best_level), out, Mode::Quiet, items).await?;
+        eprintln!(
+            "confirm: {best_level:>4} in flight: {:>8.1} tokens/s on the adaptive run's work ({} items in {:.0}s)",
+            f.tokens_per_sec(),
+            f.items_done,
+            f.measured_secs,
+        );
+        Some(f)
+    };
+
     // The adaptive run: the config's own settings, no concurrency given.
     let mode = if a.json { Mode::Quiet } else { Mode::Lines };
-    let items = (a.adaptive_cycles * best_level) as u64;
     let f = run_for(&a, None, scratch.join("adaptive"), mode, items).await?;
     let fraction = f.tokens_per_sec() / best_tps.max(1e-9);
+    let of_confirmed = confirmed
+        .as_ref()
+        .map(|c| f.tokens_per_sec() / c.tokens_per_sec().max(1e-9));
     let mut adaptive = f.json(json!("adaptive"));
     adaptive["fraction_of_best"] = json!(fraction);
+    adaptive["fraction_of_confirmed"] = json!(of_confirmed);
     adaptive["controller"] = json!(f.controller);
     if a.scratch.is_none() {
         let _ = std::fs::remove_dir_all(&own_scratch);
@@ -386,6 +414,7 @@ pub async fn exec(a: ConcurrencyBench) -> Result<(), Error> {
         "adaptive_cycles": a.adaptive_cycles,
         "sweep": sweep,
         "best_sweep_point": { "concurrency": best_level, "tokens_per_sec": best_tps },
+        "confirmed_best": confirmed.as_ref().map(|c| c.json(json!(best_level))),
         "adaptive": adaptive,
     });
     if a.json {
@@ -410,5 +439,12 @@ pub async fn exec(a: ConcurrencyBench) -> Result<(), Error> {
         f.tokens_per_sec(),
         100.0 * fraction
     );
+    if let (Some(c), Some(r)) = (&confirmed, of_confirmed) {
+        println!(
+            "best level again on the same work as the adaptive run: {:.1} tokens/s; adaptive = {:.1}% of it",
+            c.tokens_per_sec(),
+            100.0 * r
+        );
+    }
     Ok(())
 }
