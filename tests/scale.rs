@@ -221,7 +221,11 @@ fn timeouts_cut_the_limit_and_do_not_drain_a_live_server() {
         .find(|d| d["reason"] == "backed off: request timed out")
         .unwrap_or_else(|| panic!("a back-off on a timeout: {ep}"));
     let from = cut["from"].as_u64().unwrap();
-    assert_eq!(cut["to"].as_u64().unwrap(), from * 7 / 10, "cut to 70%: {cut}");
+    assert_eq!(
+        cut["to"].as_u64().unwrap(),
+        from * 7 / 10,
+        "cut to 70%: {cut}"
+    );
 }
 
 /// A mock teacher on a fixed address (so it can be restarted there).

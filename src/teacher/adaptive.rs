@@ -32,8 +32,11 @@
 //!   (12 windows and 30 s), so the limit tracks a server whose speed changes.
 //!
 //! A probe whose estimate is already a quarter below the level it is compared with ends
-//! its window early (past a knee, latency runs away and a full window would take long).
-//! A 429 / 503 (or a Retry-After) cuts the limit to 70% at once; so does a window whose
+//! its window early (past a knee, latency runs away and a full window would take long);
+//! so does one whose requests, still in flight, have waited longer than Little's law
+//! allows for a level within a quarter of that one (checked on every event and on the
+//! endpoint monitor's tick). A 429 / 503 (or a Retry-After), or a request that ran into
+//! the client's timeout, cuts the limit to 70% at once; so does a window whose
 //! median latency exceeds `max_latency_secs` when set. Where the server exposes load
 //! signals, a non-empty server queue or a nearly full KV cache stops any increase, and a
 //! llama.cpp slot count caps the limit. A window in which fewer requests were in flight
