@@ -20,8 +20,8 @@
 //! completion tokens received. Before each run the server is left to go idle and, on
 //! llama.cpp started with `--slot-save-path`, its slots' prompt caches are erased, so no
 //! run profits from an earlier one's cache. It prints the adaptive rate as a fraction of
-//! the best sweep point and of the confirmation run. `scripts/bench-llama-server.sh` runs it against llama.cpp's
-//! `llama-server`.
+//! the best sweep point and of the confirmation run. `scripts/bench-llama-server.sh` runs
+//! it against llama.cpp's `llama-server`.
 
 use super::run::{build_teacher, probe};
 use super::ConfigArgs;

@@ -411,8 +411,9 @@ impl Controller {
     /// law, the probe's level sustains the reference's request rate x `CLEARLY_WORSE`
     /// only with a mean latency under `limit / (that rate)`; once half the level's
     /// requests sent in this window (and at least 4) have waited twice that, the mean is
-    /// past it, so the probe is clearly worse. Past a knee a full window could take many minutes, and
-    /// its requests would run into the client's timeout. Returns whether it ended one.
+    /// past it, so the probe is clearly worse. Past a knee a full window could take many
+    /// minutes, and its requests would run into the client's timeout. Returns whether it
+    /// ended one.
     fn end_runaway_probe(&mut self, now: Instant) -> bool {
         let Some(r) = self.reference() else {
             return false;
