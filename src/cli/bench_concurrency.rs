@@ -92,7 +92,7 @@ struct Sample {
     running: Option<f64>,
 }
 
-/// What one run measured, between its samples at the settle and at the end.
+/// What one run measured, from its first sample to its last.
 struct Figures {
     measured_secs: f64,
     tokens: f64,
@@ -137,11 +137,14 @@ impl Figures {
                 from = *s;
             }
         }
-        let mean_running = window
+        // The first sample is taken as the run starts, before a request is out: the
+        // mean over the seconds that follow it.
+        let after_start = &window[1..];
+        let mean_running = after_start
             .iter()
             .map(|s| s.running)
             .sum::<Option<f64>>()
-            .map(|r| r / window.len() as f64);
+            .map(|r| r / after_start.len() as f64);
         Some(Figures {
             measured_secs,
             tokens,
