@@ -24,11 +24,13 @@ CTX_PER_SLOT=${CTX_PER_SLOT:-4096}
 PORT=${PORT:-8090}
 THREADS=${THREADS:-$(nproc)}
 LOG=$(mktemp)
-# --slot-save-path lets the bench erase the slots' prompt caches between its runs.
+# --slot-save-path lets the bench erase the slots' prompt caches between its runs;
+# --cache-ram 0 turns off the host-memory prompt cache, which that erase does not reach
+# (on by default, 8 GiB: a later run on the same work found its earlier prompts there).
 SLOT_DIR=$(mktemp -d)
 "$BIN_DIR/llama-server" -m "$MODEL" --host 127.0.0.1 --port "$PORT" -np "$SLOTS" \
   -c $((SLOTS * CTX_PER_SLOT)) -t "$THREADS" -ngl "${NGL:-0}" --metrics \
-  --slot-save-path "$SLOT_DIR" >"$LOG" 2>&1 &
+  --slot-save-path "$SLOT_DIR" --cache-ram 0 >"$LOG" 2>&1 &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null; wait $SERVER 2>/dev/null; rm -rf "$LOG" "$SLOT_DIR"' EXIT
 for _ in $(seq 1 120); do
