@@ -2,10 +2,9 @@
 # Adaptive concurrency against a real llama.cpp server, in one run: starts llama-server
 # (built by scripts/build-llama-bench.sh from the llama.cpp sources that the PyPI sdist of
 # llama-cpp-python vendors) on 127.0.0.1 with many parallel slots, serving the default
-# SmolLM2 GGUF, then `mediflow bench concurrency`: a fixed-concurrency sweep, its best level
-# again on the adaptive run's work, and mediflow's adaptive run, with the adaptive tokens/s
-# as a fraction of the best sweep point and of that confirmation. Arguments are passed to
-# `mediflow bench concurrency`.
+# SmolLM2 GGUF, then `mediflow bench concurrency`: a fixed-concurrency sweep and mediflow's
+# adaptive run, each on the same items, with the adaptive tokens/s as a fraction of the
+# best sweep point. Arguments are passed to `mediflow bench concurrency`.
 #
 # Environment: LLAMA_BIN_DIR (a llama.cpp bin dir, e.g. a CUDA build; default: build the
 # CPU one), MEDIFLOW_BIN (default: cargo build --release), MODEL (default: the embedded

@@ -83,9 +83,9 @@ fn the_controller_finds_the_knee_without_a_hand_set_concurrency() {
 /// received), and the adaptive run as a fraction of the best sweep point.
 #[test]
 fn bench_concurrency_measures_a_sweep_and_the_adaptive_run() {
-    for (metrics, levels, by) in [
-        (true, "1,2,4", "server counter"),
-        (false, "1,4", "completions received"),
+    for (metrics, levels, by, confirm) in [
+        (true, "1,2,4", "server counter", true),
+        (false, "1,4", "completions received", false),
     ] {
         let tmp = tempfile::tempdir().unwrap();
         let mut args = vec!["--latency-ms", "40", "--knee", "4"];
@@ -95,7 +95,7 @@ fn bench_concurrency_measures_a_sweep_and_the_adaptive_run() {
         let m = mock(&args);
         let cfg = config(tmp.path(), &m.url, 5000, "");
         let cfg = cfg.to_str().unwrap();
-        let o = run(&[
+        let mut bench = vec![
             "bench",
             "concurrency",
             "--config",
@@ -107,15 +107,22 @@ fn bench_concurrency_measures_a_sweep_and_the_adaptive_run() {
             "--min-measure-secs",
             "3",
             "--json",
-        ]);
+        ];
+        if confirm {
+            bench.push("--confirm");
+        }
+        let o = run(&bench);
         assert!(o.status.success(), "{}", stderr(&o));
         let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+        // Every run does the same work: by default 4 x the highest level, in items.
+        let items = r["items"].as_u64().unwrap();
+        assert_eq!(items, 16);
         let sweep = r["sweep"].as_array().unwrap();
         assert_eq!(sweep.len(), levels.split(',').count());
         for p in sweep {
             let level = p["concurrency"].as_u64().unwrap();
             assert_eq!(p["measured_by"], by, "{p}");
-            assert!(p["items_done"].as_u64().unwrap() >= level, "{p}");
+            assert!(p["items_done"].as_u64().unwrap() >= items, "{p}");
             assert!(p["measured_secs"].as_f64().unwrap() >= 2.9, "{p}");
             if metrics {
                 // The mock's own count of requests running, sampled each second: the
@@ -137,26 +144,30 @@ fn bench_concurrency_measures_a_sweep_and_the_adaptive_run() {
         );
         let best = r["best_sweep_point"]["tokens_per_sec"].as_f64().unwrap();
         assert_eq!(best, sweep.iter().map(tps).fold(0.0, f64::max));
-        // The confirmation run: the best level again, on as many items as the adaptive run.
-        let c = &r["confirmed_best"];
-        assert_eq!(
-            c["concurrency"], r["best_sweep_point"]["concurrency"],
-            "{c}"
-        );
-        assert_eq!(c["measured_by"], by);
         let a = &r["adaptive"];
         assert_eq!(a["measured_by"], by);
-        let work = 4 * c["concurrency"].as_u64().unwrap(); // --adaptive-cycles 4 x the level
-        assert!(c["items_done"].as_u64().unwrap() >= work, "{c}");
-        assert!(a["items_done"].as_u64().unwrap() >= work, "{a}");
+        assert!(a["items_done"].as_u64().unwrap() >= items, "{a}");
         assert!((a["fraction_of_best"].as_f64().unwrap() - tps(a) / best).abs() < 1e-9);
-        let of_confirmed = a["fraction_of_confirmed"].as_f64().unwrap();
-        assert!((of_confirmed - tps(a) / tps(c)).abs() < 1e-9, "{a}");
         assert!(
             a["controller"]["endpoints"][0]["limit"].is_u64(),
             "{}",
             a["controller"]
         );
+        // The repeat: the best level again, on the same items; only with --confirm.
+        let c = &r["confirmed_best"];
+        if confirm {
+            assert_eq!(
+                c["concurrency"], r["best_sweep_point"]["concurrency"],
+                "{c}"
+            );
+            assert_eq!(c["measured_by"], by);
+            assert!(c["items_done"].as_u64().unwrap() >= items, "{c}");
+            let of_confirmed = a["fraction_of_confirmed"].as_f64().unwrap();
+            assert!((of_confirmed - tps(a) / tps(c)).abs() < 1e-9, "{a}");
+        } else {
+            assert!(c.is_null(), "{c}");
+            assert!(a["fraction_of_confirmed"].is_null(), "{a}");
+        }
     }
 }
 

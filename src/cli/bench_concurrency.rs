@@ -1,18 +1,18 @@
 //! `mediflow bench concurrency`: how close the adaptive controller gets to a server's best
 //! throughput, measured in one run on the same work: the config's plan from its first
-//! item, through the whole pipeline, every time.
+//! item, through the whole pipeline, until `--items` items are done, every time.
 //!
 //! 1. a plain fixed-concurrency sweep: for each level L, the plan runs with exactly L
-//!    requests in flight until `--cycles` x L items are done (every stage of each: a
-//!    shorter window would measure the stage its items happen to be in, since items go
-//!    through their stages in step). The sweep goes up the levels until one falls below
-//!    `--stop-below` of the best so far (past the knee);
-//! 2. a confirmation run: the best sweep level again, on the adaptive run's work (the
-//!    same number of items). The best sweep point is the highest of several noisy
-//!    points, each measured over its first cycle alone; on a flat curve that overstates
-//!    what the level sustains (`--no-confirm` skips it);
-//! 3. mediflow's adaptive run, with no concurrency set by hand, until `--adaptive-cycles`
-//!    x (the best level) items are done: its slow start and all its exploring count.
+//!    requests in flight until the items are done. Every run does the same work: a run
+//!    over fewer items has a different mix of stages, retries and prompt lengths, so its
+//!    rate is not comparable (16 in flight read 5.3 prompt tokens per generated token
+//!    over its first 33 items, 5.7 over 65, and made 36.2 against 33.3 tokens/s). The sweep goes up the levels until one falls below `--stop-below`
+//!    of the best so far (past the knee);
+//! 2. mediflow's adaptive run, with no concurrency set by hand, on the same items: its
+//!    slow start and all its exploring count;
+//! 3. with `--confirm`, the best sweep level again: the best point is the highest of
+//!    several noisy points, and the repeat shows how far one run of a level is from the
+//!    next.
 //!
 //! Every run is measured from its start (ramp-up included for all alike) to its end, by
 //! the server's own count of generated tokens (vLLM, SGLang, llama.cpp with `--metrics`;
@@ -20,8 +20,8 @@
 //! completion tokens received. Before each run the server is left to go idle and, on
 //! llama.cpp started with `--slot-save-path`, its slots' prompt caches are erased, so no
 //! run profits from an earlier one's cache. It prints the adaptive rate as a fraction of
-//! the best sweep point and of the confirmation run. `scripts/bench-llama-server.sh` runs
-//! it against llama.cpp's `llama-server`.
+//! the best sweep point (and of the repeat). `scripts/bench-llama-server.sh` runs it
+//! against llama.cpp's `llama-server`.
 
 use super::run::{build_teacher, probe};
 use super::ConfigArgs;
@@ -51,21 +51,15 @@ pub struct ConcurrencyBench {
     /// fraction of the best (0: run every level).
     #[arg(long, default_value_t = 0.75)]
     pub stop_below: f64,
-    /// A sweep point at L in flight is measured until this many cycles of L items are
-    /// done (every stage of every item: a shorter window would rank the stages its items
-    /// happen to be in, not the level).
-    #[arg(long, default_value_t = 1)]
-    pub cycles: usize,
-    /// The adaptive run is measured until this many cycles of the best sweep point's
-    /// level are done (its exploring must pay for itself within them).
-    #[arg(long, default_value_t = 4)]
-    pub adaptive_cycles: usize,
-    /// Skip the confirmation run: the best sweep level again, on the adaptive run's work
-    /// (as many items). The best sweep point is the highest of several noisy points, each
-    /// measured over fewer items, so it overstates that level's rate on longer work; the
-    /// confirmation is the reference that shares neither bias.
+    /// Every run (each sweep point, the repeat, the adaptive run) is measured until this
+    /// many items are done, all of them from the plan's first item: the same work for
+    /// all (default: 4 x the highest level of `--levels`).
     #[arg(long)]
-    pub no_confirm: bool,
+    pub items: Option<u64>,
+    /// Run the best sweep level again after the sweep: the best point is the highest of
+    /// several noisy points, and the repeat shows the spread between two runs of a level.
+    #[arg(long)]
+    pub confirm: bool,
     /// Every measurement lasts at least this long (a cycle at 1 in flight is short).
     #[arg(long, default_value_t = 60.0)]
     pub min_measure_secs: f64,
@@ -87,6 +81,7 @@ struct Sample {
     client: u64,
     /// Teacher calls answered, and items done.
     calls: u64,
+    retries: u64,
     done: u64,
     /// Requests running on the servers (None: some server does not say).
     running: Option<f64>,
@@ -103,6 +98,8 @@ struct Figures {
     /// The rate over each 30 s of the measurement (how steady it was).
     per_30s: Vec<f64>,
     calls: u64,
+    /// Teacher calls made again (failed, truncated, or invalid answers).
+    retries: u64,
     items_done: u64,
     /// Prompt tokens of the whole run, and those the server served from its cache.
     prompt_tokens: u64,
@@ -152,6 +149,7 @@ impl Figures {
             mean_running,
             per_30s,
             calls: b.calls - a.calls,
+            retries: b.retries - a.retries,
             items_done: b.done - a.done,
             prompt_tokens: 0,
             cached_prompt_tokens: 0,
@@ -164,6 +162,23 @@ impl Figures {
         self.tokens / self.measured_secs
     }
 
+    /// One line for the bench's progress on stderr.
+    fn summary(&self) -> String {
+        format!(
+            "{:>8.1} tokens/s  ({:.0} tokens, {} items, {} calls, {} retries in {:.0}s by {}; {} running on the server on average; {} of {} prompt tokens cached)",
+            self.tokens_per_sec(),
+            self.tokens,
+            self.items_done,
+            self.calls,
+            self.retries,
+            self.measured_secs,
+            self.source,
+            self.mean_running.map_or("?".into(), |r| format!("{r:.1}")),
+            self.cached_prompt_tokens,
+            self.prompt_tokens,
+        )
+    }
+
     fn json(&self, concurrency: Value) -> Value {
         json!({
             "concurrency": concurrency,
@@ -174,6 +189,7 @@ impl Figures {
             "mean_running_on_server": self.mean_running,
             "tokens_per_sec_per_30s": self.per_30s,
             "calls": self.calls,
+            "retries": self.retries,
             "items_done": self.items_done,
             "prompt_tokens": self.prompt_tokens,
             "cached_prompt_tokens": self.cached_prompt_tokens,
@@ -236,6 +252,7 @@ async fn run_for(
             server,
             client: c.tokens.load(Ordering::Relaxed),
             calls: c.calls.load(Ordering::Relaxed),
+            retries: c.retries.load(Ordering::Relaxed),
             done: c.done.load(Ordering::Relaxed),
             running,
         });
@@ -349,24 +366,17 @@ pub async fn exec(a: ConcurrencyBench) -> Result<(), Error> {
     let own_scratch =
         std::env::temp_dir().join(format!("mediflow-bench-concurrency-{}", std::process::id()));
     let scratch = a.scratch.clone().unwrap_or_else(|| own_scratch.clone());
+    let items = a
+        .items
+        .unwrap_or(4 * a.levels.iter().copied().max().unwrap_or(1) as u64);
     let mut sweep: Vec<Value> = Vec::new();
     // (level, tokens/s) of the best sweep point so far.
     let mut best: Option<(usize, f64)> = None;
     for &level in &a.levels {
         let out = scratch.join(format!("sweep-{level}"));
-        let items = (a.cycles * level) as u64;
         let f = run_for(&a, Some(level), out, Mode::Quiet, items).await?;
         // On stderr even with --json: a long bench shows where it is.
-        eprintln!(
-            "sweep: {level:>4} in flight: {:>8.1} tokens/s  ({:.0} tokens, {} items, {} calls in {:.0}s by {}; {} running on the server on average)",
-            f.tokens_per_sec(),
-            f.tokens,
-            f.items_done,
-            f.calls,
-            f.measured_secs,
-            f.source,
-            f.mean_running.map_or("?".into(), |r| format!("{r:.1}")),
-        );
+        eprintln!("sweep: {level:>4} in flight: {}", f.summary());
         sweep.push(f.json(json!(level)));
         let past_knee = a.stop_below > 0.0
             && best.is_some_and(|b| b.0 < level && f.tokens_per_sec() < b.1 * a.stop_below);
@@ -383,25 +393,24 @@ pub async fn exec(a: ConcurrencyBench) -> Result<(), Error> {
     }
     let (best_level, best_tps) = best.unwrap_or((0, 0.0));
 
-    let items = (a.adaptive_cycles * best_level) as u64;
-    let confirmed = if a.no_confirm {
-        None
-    } else {
-        let out = scratch.join("confirm");
-        let f = run_for(&a, Some(best_level), out, Mode::Quiet, items).await?;
-        eprintln!(
-            "confirm: {best_level:>4} in flight: {:>8.1} tokens/s on the adaptive run's work ({} items in {:.0}s)",
-            f.tokens_per_sec(),
-            f.items_done,
-            f.measured_secs,
-        );
-        Some(f)
-    };
-
     // The adaptive run: the config's own settings, no concurrency given.
     let mode = if a.json { Mode::Quiet } else { Mode::Lines };
     let f = run_for(&a, None, scratch.join("adaptive"), mode, items).await?;
     let fraction = f.tokens_per_sec() / best_tps.max(1e-9);
+    eprintln!(
+        "adaptive: {} = {:.1}% of the best sweep point",
+        f.summary(),
+        100.0 * fraction
+    );
+    // After the adaptive run, so that a bench cut short during it still has the result.
+    let confirmed = if a.confirm {
+        let out = scratch.join("confirm");
+        let c = run_for(&a, Some(best_level), out, Mode::Quiet, items).await?;
+        eprintln!("repeat: {best_level:>4} in flight: {}", c.summary());
+        Some(c)
+    } else {
+        None
+    };
     let of_confirmed = confirmed
         .as_ref()
         .map(|c| f.tokens_per_sec() / c.tokens_per_sec().max(1e-9));
@@ -413,8 +422,7 @@ pub async fn exec(a: ConcurrencyBench) -> Result<(), Error> {
         let _ = std::fs::remove_dir_all(&own_scratch);
     }
     let report = json!({
-        "cycles": a.cycles,
-        "adaptive_cycles": a.adaptive_cycles,
+        "items": items,
         "sweep": sweep,
         "best_sweep_point": { "concurrency": best_level, "tokens_per_sec": best_tps },
         "confirmed_best": confirmed.as_ref().map(|c| c.json(json!(best_level))),
@@ -444,7 +452,7 @@ pub async fn exec(a: ConcurrencyBench) -> Result<(), Error> {
     );
     if let (Some(c), Some(r)) = (&confirmed, of_confirmed) {
         println!(
-            "best level again on the same work as the adaptive run: {:.1} tokens/s; adaptive = {:.1}% of it",
+            "best level again: {:.1} tokens/s; adaptive = {:.1}% of it",
             c.tokens_per_sec(),
             100.0 * r
         );
