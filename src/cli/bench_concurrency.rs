@@ -6,8 +6,9 @@
 //!    requests in flight until the items are done. Every run does the same work: a run
 //!    over fewer items has a different mix of stages, retries and prompt lengths, so its
 //!    rate is not comparable (16 in flight read 5.3 prompt tokens per generated token
-//!    over its first 33 items, 5.7 over 65, and made 36.2 against 33.3 tokens/s). The sweep goes up the levels until one falls below `--stop-below`
-//!    of the best so far (past the knee);
+//!    over its first 33 items, 5.7 over 65, and made 36.2 against 33.3 tokens/s). The
+//!    sweep goes up the levels until one falls below `--stop-below` of the best so far
+//!    (past the knee);
 //! 2. mediflow's adaptive run, with no concurrency set by hand, on the same items: its
 //!    slow start and all its exploring count;
 //! 3. with `--confirm`, the best sweep level again: the best point is the highest of
@@ -56,7 +57,7 @@ pub struct ConcurrencyBench {
     /// all (default: 4 x the highest level of `--levels`).
     #[arg(long)]
     pub items: Option<u64>,
-    /// Run the best sweep level again after the sweep: the best point is the highest of
+    /// Run the best sweep level again after the adaptive run: the best point is the highest of
     /// several noisy points, and the repeat shows the spread between two runs of a level.
     #[arg(long)]
     pub confirm: bool,
@@ -79,7 +80,7 @@ struct Sample {
     server: Option<f64>,
     /// Completion tokens of the answers received.
     client: u64,
-    /// Teacher calls answered, and items done.
+    /// Teacher calls answered, calls that failed, and items done.
     calls: u64,
     retries: u64,
     done: u64,
@@ -98,7 +99,8 @@ struct Figures {
     /// The rate over each 30 s of the measurement (how steady it was).
     per_30s: Vec<f64>,
     calls: u64,
-    /// Teacher calls made again (failed, truncated, or invalid answers).
+    /// Teacher calls that failed: an error, or an answer-stage reply cut at the token
+    /// cap (each counts, whether or not it was tried again).
     retries: u64,
     items_done: u64,
     /// Prompt tokens of the whole run, and those the server served from its cache.
