@@ -61,7 +61,7 @@ pub struct ConcurrencyBench {
     /// several noisy points, and the repeat shows the spread between two runs of a level.
     #[arg(long)]
     pub confirm: bool,
-    /// Every measurement lasts at least this long (a cycle at 1 in flight is short).
+    /// Every measurement lasts at least this long (a few items at 1 in flight go fast).
     #[arg(long, default_value_t = 60.0)]
     pub min_measure_secs: f64,
     /// Scratch directory for the runs' outputs (default: a temporary directory, removed
