@@ -73,6 +73,12 @@ pub struct Pool {
     health: HealthConfig,
     signals: bool,
     notify: Notify,
+    /// Requests waiting for room line up here (tokio's mutex is fair) and only the head
+    /// looks for a slot, so room freed goes to the oldest waiter, as under the engine's
+    /// fixed-concurrency semaphore. Without it every release woke all waiters and the
+    /// scheduler's pick (often the newest) won: older items' later stages waited behind
+    /// newer items' first ones, and a server's prompt cache was reused less.
+    queue: tokio::sync::Mutex<()>,
     rotate: AtomicUsize,
 }
 
@@ -141,6 +147,7 @@ impl Pool {
             health: health.clone(),
             signals: adaptive.enabled && adaptive.signals,
             notify: Notify::new(),
+            queue: tokio::sync::Mutex::new(()),
             rotate: AtomicUsize::new(0),
         }
     }
@@ -174,9 +181,10 @@ impl Pool {
 
     /// Take a slot on the healthy endpoint with the most spare capacity, preferring ones
     /// not in `tried`; waits while none has room (or all are down, up to the configured
-    /// wait).
+    /// wait). Waiters are served first come, first served.
     pub async fn acquire(&self, tried: &[usize]) -> Result<Slot, String> {
         let waited_since = Instant::now();
+        let _turn = self.queue.lock().await;
         loop {
             let notified = self.notify.notified();
             tokio::pin!(notified);
@@ -503,5 +511,47 @@ async fn monitor_one(
         if let Some(c) = ep.st.lock().unwrap().ctl.as_mut() {
             c.on_signals(sig);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Requests waiting for room get it in the order they asked, as under the engine's
+    /// fixed-concurrency semaphore: a freed slot goes to the oldest waiter, not to
+    /// whichever woken task the scheduler happens to run first.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn waiting_requests_get_room_first_come_first_served() {
+        let one = AdaptiveConfig {
+            min: 1,
+            max: 1,
+            initial: 1,
+            ..AdaptiveConfig::default()
+        };
+        let pool = Arc::new(Pool::new(
+            &["http://127.0.0.1:9/v1".into()],
+            &one,
+            &HealthConfig::default(),
+        ));
+        let first = pool.acquire(&[]).await.unwrap();
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut waiters = Vec::new();
+        for n in 0..8 {
+            let (pool, order) = (pool.clone(), order.clone());
+            waiters.push(tokio::spawn(async move {
+                let slot = pool.acquire(&[]).await.unwrap();
+                order.lock().unwrap().push(n);
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                pool.release(slot, Outcome::Answered { tokens: 1 }, "test");
+            }));
+            // Each waiter is queued before the next asks.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        pool.release(first, Outcome::Answered { tokens: 1 }, "test");
+        for w in waiters {
+            w.await.unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), (0..8).collect::<Vec<_>>());
     }
 }
