@@ -80,12 +80,13 @@ fn the_controller_finds_the_knee_without_a_hand_set_concurrency() {
 
 /// `mediflow bench concurrency` against the mock (knee at 4): a sweep measured by the
 /// server's count of generated tokens (from a server without one, by the completions
-/// received), and the adaptive run as a fraction of the best sweep point.
+/// received), and the adaptive run as a fraction of the best sweep point; over several
+/// rounds, each level and the adaptive run as the means of their runs.
 #[test]
 fn bench_concurrency_measures_a_sweep_and_the_adaptive_run() {
-    for (metrics, levels, by, confirm) in [
-        (true, "1,2,4", "server counter", true),
-        (false, "1,4", "completions received", false),
+    for (metrics, levels, by, confirm, rounds) in [
+        (true, "1,2,4", "server counter", true, 2),
+        (false, "1,4", "completions received", false, 1),
     ] {
         let tmp = tempfile::tempdir().unwrap();
         let mut args = vec!["--latency-ms", "40", "--knee", "4"];
@@ -95,6 +96,7 @@ fn bench_concurrency_measures_a_sweep_and_the_adaptive_run() {
         let m = mock(&args);
         let cfg = config(tmp.path(), &m.url, 5000, "");
         let cfg = cfg.to_str().unwrap();
+        let rounds_arg = rounds.to_string();
         let mut bench = vec![
             "bench",
             "concurrency",
@@ -106,6 +108,8 @@ fn bench_concurrency_measures_a_sweep_and_the_adaptive_run() {
             "0",
             "--min-measure-secs",
             "3",
+            "--rounds",
+            &rounds_arg,
             "--json",
         ];
         if confirm {
@@ -117,49 +121,100 @@ fn bench_concurrency_measures_a_sweep_and_the_adaptive_run() {
         // Every run does the same work: by default 4 x the highest level, in items.
         let items = r["items"].as_u64().unwrap();
         assert_eq!(items, 16);
+        assert_eq!(r["rounds"], rounds);
+        let levels: Vec<u64> = levels.split(',').map(|l| l.parse().unwrap()).collect();
         let sweep = r["sweep"].as_array().unwrap();
-        assert_eq!(sweep.len(), levels.split(',').count());
-        for p in sweep {
-            let level = p["concurrency"].as_u64().unwrap();
+        // Round by round, every level in the order given.
+        let order: Vec<(u64, u64)> = sweep
+            .iter()
+            .map(|p| {
+                (
+                    p["round"].as_u64().unwrap(),
+                    p["concurrency"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        let expected: Vec<(u64, u64)> = (1..=rounds)
+            .flat_map(|round| levels.iter().map(move |l| (round, *l)))
+            .collect();
+        assert_eq!(order, expected);
+        let a = &r["adaptive"];
+        let adaptive = a["runs"].as_array().unwrap();
+        assert_eq!(adaptive.len() as u64, rounds);
+        for p in sweep.iter().chain(adaptive) {
             assert_eq!(p["measured_by"], by, "{p}");
             assert!(p["items_done"].as_u64().unwrap() >= items, "{p}");
             assert!(p["measured_secs"].as_f64().unwrap() >= 2.9, "{p}");
-            if metrics {
+        }
+        if metrics {
+            for p in sweep {
                 // The mock's own count of requests running, sampled each second: the
                 // level held, never passed (it dips between one answer and the next
                 // request, more so on a loaded machine).
                 let running = p["mean_running_on_server"].as_f64().unwrap();
-                let level = level as f64;
+                let level = p["concurrency"].as_f64().unwrap();
                 assert!(
                     running <= level + 0.5 && running >= 0.5 * level - 0.25,
                     "{p}"
                 );
             }
         }
-        // Up to the knee, more in flight is more throughput.
         let tps = |p: &Value| p["tokens_per_sec"].as_f64().unwrap();
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        // Each level over its runs, one per round.
+        let points = r["levels"].as_array().unwrap();
+        assert_eq!(points.len(), levels.len());
+        for (p, level) in points.iter().zip(&levels) {
+            let runs: Vec<f64> = sweep
+                .iter()
+                .filter(|s| s["concurrency"] == *level)
+                .map(tps)
+                .collect();
+            assert_eq!(p["concurrency"], *level);
+            assert_eq!(p["runs"].as_u64().unwrap(), rounds, "{p}");
+            assert!((tps(p) - mean(&runs)).abs() < 1e-9, "{p}");
+            let lo = runs.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = runs.iter().copied().fold(0.0, f64::max);
+            assert_eq!(p["min_tokens_per_sec"].as_f64().unwrap(), lo, "{p}");
+            assert_eq!(p["max_tokens_per_sec"].as_f64().unwrap(), hi, "{p}");
+        }
+        // Up to the knee, more in flight is more throughput.
         assert!(
-            tps(sweep.last().unwrap()) > 1.5 * tps(&sweep[0]),
-            "{sweep:?}"
+            tps(points.last().unwrap()) > 1.5 * tps(&points[0]),
+            "{points:?}"
         );
-        let best = r["best_sweep_point"]["tokens_per_sec"].as_f64().unwrap();
-        assert_eq!(best, sweep.iter().map(tps).fold(0.0, f64::max));
-        let a = &r["adaptive"];
-        assert_eq!(a["measured_by"], by);
-        assert!(a["items_done"].as_u64().unwrap() >= items, "{a}");
-        assert!((a["fraction_of_best"].as_f64().unwrap() - tps(a) / best).abs() < 1e-9);
-        assert!(
-            a["controller"]["endpoints"][0]["limit"].is_u64(),
-            "{}",
-            a["controller"]
-        );
+        let best = &r["best_sweep_point"];
+        let best_tps = tps(best);
+        assert_eq!(best_tps, points.iter().map(tps).fold(0.0, f64::max));
+        let best_level = best["concurrency"].clone();
+        assert!(points
+            .iter()
+            .any(|p| p["concurrency"] == best_level && tps(p) == best_tps));
+        let adaptive_tps: Vec<f64> = adaptive.iter().map(tps).collect();
+        assert!((tps(a) - mean(&adaptive_tps)).abs() < 1e-9, "{a}");
+        assert!((a["fraction_of_best"].as_f64().unwrap() - tps(a) / best_tps).abs() < 1e-9);
+        // Each round's adaptive run against the same round's run of the best level.
+        let per_round = a["fraction_of_best_per_round"].as_array().unwrap();
+        assert_eq!(per_round.len() as u64, rounds);
+        for (i, f) in per_round.iter().enumerate() {
+            let round = i as u64 + 1;
+            let level = sweep
+                .iter()
+                .find(|s| s["round"] == round && s["concurrency"] == best_level)
+                .unwrap();
+            let own = tps(&adaptive[i]) / tps(level);
+            assert!((f.as_f64().unwrap() - own).abs() < 1e-9, "{a}");
+            assert_eq!(adaptive[i]["round"], round);
+            assert!(
+                adaptive[i]["controller"]["endpoints"][0]["limit"].is_u64(),
+                "{}",
+                adaptive[i]["controller"]
+            );
+        }
         // The repeat: the best level again, on the same items; only with --confirm.
         let c = &r["confirmed_best"];
         if confirm {
-            assert_eq!(
-                c["concurrency"], r["best_sweep_point"]["concurrency"],
-                "{c}"
-            );
+            assert_eq!(c["concurrency"], best_level, "{c}");
             assert_eq!(c["measured_by"], by);
             assert!(c["items_done"].as_u64().unwrap() >= items, "{c}");
             let of_confirmed = a["fraction_of_confirmed"].as_f64().unwrap();

@@ -15,6 +15,12 @@
 //!    several noisy points, and the repeat shows how far one run of a level is from the
 //!    next.
 //!
+//! With `--rounds R`, steps 1 and 2 run R times in turn, and a level's point and the
+//! adaptive figure are the means of their R runs: on a flat curve, two runs of one level
+//! on a busy CPU differed by 12%, more than the margin sought, and the highest point of
+//! one sweep is the luckiest draw. Each round also compares its adaptive run with its own
+//! run of the best level, close in time.
+//!
 //! Every run is measured from its start (ramp-up included for all alike) to its end, by
 //! the server's own count of generated tokens (vLLM, SGLang, llama.cpp with `--metrics`;
 //! see `teacher::signals`), sampled every second; a server without one is measured by the
@@ -61,6 +67,14 @@ pub struct ConcurrencyBench {
     /// several noisy points, and the repeat shows the spread between two runs of a level.
     #[arg(long)]
     pub confirm: bool,
+    /// Run the sweep and the adaptive run this many times, in rounds (levels, adaptive;
+    /// levels, adaptive; ...), so that a machine whose speed drifts affects all alike. A
+    /// level's point and the adaptive figure are then the means of their runs, and each
+    /// round also compares its adaptive run with its own run of the best level. Where one
+    /// run of a level differs from the next by more than the margin sought (a flat curve
+    /// on a busy CPU), one sweep cannot tell the levels apart; the means of several can.
+    #[arg(long, default_value_t = 1)]
+    pub rounds: usize,
     /// Every measurement lasts at least this long (a few items at 1 in flight go fast).
     #[arg(long, default_value_t = 60.0)]
     pub min_measure_secs: f64,
@@ -371,40 +385,86 @@ pub async fn exec(a: ConcurrencyBench) -> Result<(), Error> {
     let items = a
         .items
         .unwrap_or(4 * a.levels.iter().copied().max().unwrap_or(1) as u64);
-    let mut sweep: Vec<Value> = Vec::new();
-    // (level, tokens/s) of the best sweep point so far.
-    let mut best: Option<(usize, f64)> = None;
-    for &level in &a.levels {
-        let out = scratch.join(format!("sweep-{level}"));
-        let f = run_for(&a, Some(level), out, Mode::Quiet, items).await?;
-        // On stderr even with --json: a long bench shows where it is.
-        eprintln!("sweep: {level:>4} in flight: {}", f.summary());
-        sweep.push(f.json(json!(level)));
-        let past_knee = a.stop_below > 0.0
-            && best.is_some_and(|b| b.0 < level && f.tokens_per_sec() < b.1 * a.stop_below);
-        if best.is_none_or(|b| f.tokens_per_sec() > b.1) {
-            best = Some((level, f.tokens_per_sec()));
-        }
-        if past_knee {
+    let rounds = a.rounds.max(1);
+    // The levels run: the first round's sweep may stop past the knee; later rounds run
+    // the levels it ran.
+    let mut levels = a.levels.clone();
+    let mut sweep: Vec<Run> = Vec::new();
+    let mut adaptive: Vec<Figures> = Vec::new();
+    for round in 0..rounds {
+        // (level, tokens/s) of this round's best run so far.
+        let mut best: Option<(usize, f64)> = None;
+        let mut ran = levels.len();
+        for (i, &level) in levels.iter().enumerate() {
+            // One directory per run: a level given twice is run twice, not resumed.
+            let out = scratch.join(format!("round-{round}/sweep-{i}-{level}"));
+            let f = run_for(&a, Some(level), out, Mode::Quiet, items).await?;
+            // On stderr even with --json: a long bench shows where it is.
             eprintln!(
-                "sweep: {level} in flight is under {:.0}% of the best so far: past the knee, stopping",
-                a.stop_below * 100.0
+                "{}sweep: {level:>4} in flight: {}",
+                tag(round, rounds),
+                f.summary()
             );
-            break;
+            let tps = f.tokens_per_sec();
+            sweep.push(Run { round, level, f });
+            let past_knee =
+                a.stop_below > 0.0 && best.is_some_and(|b| b.0 < level && tps < b.1 * a.stop_below);
+            if best.is_none_or(|b| tps > b.1) {
+                best = Some((level, tps));
+            }
+            if past_knee && round == 0 {
+                eprintln!(
+                    "sweep: {level} in flight is under {:.0}% of the best so far: past the knee, stopping",
+                    a.stop_below * 100.0
+                );
+                ran = i + 1;
+                break;
+            }
         }
+        levels.truncate(ran);
+        // The adaptive run: the config's own settings, no concurrency given.
+        let mode = if a.json || rounds > 1 {
+            Mode::Quiet
+        } else {
+            Mode::Lines
+        };
+        let out = scratch.join(format!("round-{round}/adaptive"));
+        let f = run_for(&a, None, out, mode, items).await?;
+        eprintln!("{}adaptive: {}", tag(round, rounds), f.summary());
+        adaptive.push(f);
+        // After every round, so that a bench cut short still has the result so far.
+        let points = points(&sweep);
+        let best = best_point(&points);
+        let adaptive_tps = mean(adaptive.iter().map(Figures::tokens_per_sec));
+        eprintln!(
+            "{}adaptive: {adaptive_tps:.1} tokens/s{} = {:.1}% of the best sweep point: {} in flight, {:.1} tokens/s{}",
+            tag(round, rounds),
+            of_runs(round + 1),
+            100.0 * adaptive_tps / best.mean.max(1e-9),
+            best.level,
+            best.mean,
+            of_runs(best.runs),
+        );
     }
-    let (best_level, best_tps) = best.unwrap_or((0, 0.0));
-
-    // The adaptive run: the config's own settings, no concurrency given.
-    let mode = if a.json { Mode::Quiet } else { Mode::Lines };
-    let f = run_for(&a, None, scratch.join("adaptive"), mode, items).await?;
-    let fraction = f.tokens_per_sec() / best_tps.max(1e-9);
-    eprintln!(
-        "adaptive: {} = {:.1}% of the best sweep point",
-        f.summary(),
-        100.0 * fraction
-    );
-    // After the adaptive run, so that a bench cut short during it still has the result.
+    let points = points(&sweep);
+    let best = best_point(&points);
+    let (best_level, best_tps) = (best.level, best.mean);
+    let adaptive_tps = mean(adaptive.iter().map(Figures::tokens_per_sec));
+    let fraction = adaptive_tps / best_tps.max(1e-9);
+    // Each round's adaptive run against that round's run of the best level: neighbours
+    // in time, so a drift of the machine's speed between rounds cancels.
+    let per_round: Vec<f64> = (0..rounds)
+        .map(|r| {
+            let level = mean(
+                sweep
+                    .iter()
+                    .filter(|run| run.round == r && run.level == best_level)
+                    .map(|run| run.f.tokens_per_sec()),
+            );
+            adaptive[r].tokens_per_sec() / level.max(1e-9)
+        })
+        .collect();
+    // After the adaptive runs, so that a bench cut short during it still has the result.
     let confirmed = if a.confirm {
         let out = scratch.join("confirm");
         let c = run_for(&a, Some(best_level), out, Mode::Quiet, items).await?;
@@ -415,41 +475,77 @@ pub async fn exec(a: ConcurrencyBench) -> Result<(), Error> {
     };
     let of_confirmed = confirmed
         .as_ref()
-        .map(|c| f.tokens_per_sec() / c.tokens_per_sec().max(1e-9));
-    let mut adaptive = f.json(json!("adaptive"));
-    adaptive["fraction_of_best"] = json!(fraction);
-    adaptive["fraction_of_confirmed"] = json!(of_confirmed);
-    adaptive["controller"] = json!(f.controller);
+        .map(|c| adaptive_tps / c.tokens_per_sec().max(1e-9));
     if a.scratch.is_none() {
         let _ = std::fs::remove_dir_all(&own_scratch);
     }
+    let runs = |rs: &mut dyn Iterator<Item = (usize, Value)>| -> Vec<Value> {
+        rs.map(|(round, mut v)| {
+            v["round"] = json!(round + 1);
+            v
+        })
+        .collect()
+    };
     let report = json!({
         "items": items,
-        "sweep": sweep,
-        "best_sweep_point": { "concurrency": best_level, "tokens_per_sec": best_tps },
+        "rounds": rounds,
+        "sweep": runs(&mut sweep.iter().map(|r| (r.round, r.f.json(json!(r.level))))),
+        "levels": points.iter().map(|p| json!({
+            "concurrency": p.level,
+            "runs": p.runs,
+            "tokens_per_sec": p.mean,
+            "min_tokens_per_sec": p.min,
+            "max_tokens_per_sec": p.max,
+        })).collect::<Vec<_>>(),
+        "best_sweep_point": {
+            "concurrency": best_level,
+            "tokens_per_sec": best_tps,
+            "runs": best.runs,
+        },
         "confirmed_best": confirmed.as_ref().map(|c| c.json(json!(best_level))),
-        "adaptive": adaptive,
+        "adaptive": {
+            "tokens_per_sec": adaptive_tps,
+            "fraction_of_best": fraction,
+            "fraction_of_best_per_round": per_round,
+            "fraction_of_confirmed": of_confirmed,
+            "runs": runs(&mut adaptive.iter().enumerate().map(|(round, f)| {
+                let mut v = f.json(json!("adaptive"));
+                v["controller"] = json!(f.controller);
+                (round, v)
+            })),
+        },
     });
     if a.json {
         super::print_json(&report);
         return Ok(());
     }
-    let limits: Vec<String> = f
-        .controller
-        .as_ref()
-        .and_then(|c| c["endpoints"].as_array().cloned())
-        .unwrap_or_default()
-        .iter()
-        .map(|e| format!("{} (limit at the end {})", e["base_url"], e["limit"]))
-        .collect();
-    println!("best fixed concurrency: {best_level} in flight, {best_tps:.1} tokens/s");
     println!(
-        "adaptive ({} items, {} calls in {:.0}s; {}): {:.1} tokens/s = {:.1}% of the best sweep point",
-        f.items_done,
-        f.calls,
-        f.measured_secs,
-        limits.join(", "),
-        f.tokens_per_sec(),
+        "best fixed concurrency: {best_level} in flight, {best_tps:.1} tokens/s{}",
+        of_runs(best.runs)
+    );
+    for (round, f) in adaptive.iter().enumerate() {
+        let limits: Vec<String> = f
+            .controller
+            .as_ref()
+            .and_then(|c| c["endpoints"].as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .map(|e| format!("{} (limit at the end {})", e["base_url"], e["limit"]))
+            .collect();
+        println!(
+            "{}adaptive ({} items, {} calls in {:.0}s; {}): {:.1} tokens/s = {:.1}% of that round's run of {best_level} in flight",
+            tag(round, rounds),
+            f.items_done,
+            f.calls,
+            f.measured_secs,
+            limits.join(", "),
+            f.tokens_per_sec(),
+            100.0 * per_round[round]
+        );
+    }
+    println!(
+        "adaptive: {adaptive_tps:.1} tokens/s{} = {:.1}% of the best sweep point",
+        of_runs(rounds),
         100.0 * fraction
     );
     if let (Some(c), Some(r)) = (&confirmed, of_confirmed) {
@@ -460,4 +556,78 @@ pub async fn exec(a: ConcurrencyBench) -> Result<(), Error> {
         );
     }
     Ok(())
+}
+
+/// One fixed-concurrency run of the sweep.
+struct Run {
+    round: usize,
+    level: usize,
+    f: Figures,
+}
+
+/// A sweep level over all its runs.
+struct Point {
+    level: usize,
+    runs: usize,
+    mean: f64,
+    min: f64,
+    max: f64,
+}
+
+/// The sweep's levels, in the order first run, each over all its runs.
+fn points(sweep: &[Run]) -> Vec<Point> {
+    let mut levels: Vec<usize> = Vec::new();
+    for r in sweep {
+        if !levels.contains(&r.level) {
+            levels.push(r.level);
+        }
+    }
+    levels
+        .into_iter()
+        .map(|level| {
+            let tps: Vec<f64> = sweep
+                .iter()
+                .filter(|r| r.level == level)
+                .map(|r| r.f.tokens_per_sec())
+                .collect();
+            Point {
+                level,
+                runs: tps.len(),
+                mean: mean(tps.iter().copied()),
+                min: tps.iter().copied().fold(f64::INFINITY, f64::min),
+                max: tps.iter().copied().fold(0.0, f64::max),
+            }
+        })
+        .collect()
+}
+
+/// The level with the best mean.
+fn best_point(points: &[Point]) -> &Point {
+    points
+        .iter()
+        .max_by(|x, y| x.mean.total_cmp(&y.mean))
+        .expect("at least one level")
+}
+
+fn mean(xs: impl Iterator<Item = f64>) -> f64 {
+    let (sum, n) = xs.fold((0.0, 0), |(s, n), x| (s + x, n + 1));
+    sum / n.max(1) as f64
+}
+
+/// "round 2/3: " before a run's line when there are several rounds.
+fn tag(round: usize, rounds: usize) -> String {
+    if rounds > 1 {
+        format!("round {}/{rounds}: ", round + 1)
+    } else {
+        String::new()
+    }
+}
+
+/// " (mean of 3 runs)" after a figure over several runs.
+fn of_runs(n: usize) -> String {
+    if n > 1 {
+        format!(" (mean of {n} runs)")
+    } else {
+        String::new()
+    }
 }
