@@ -211,6 +211,54 @@ fn bench_concurrency_measures_a_sweep_and_the_adaptive_run() {
                 adaptive[i]["controller"]
             );
         }
+        // Each adaptive run's changes of the limit, on stderr as in its controller report.
+        let err = stderr(&o);
+        for (i, run) in adaptive.iter().enumerate() {
+            let ep = &run["controller"]["endpoints"][0];
+            let tag = if rounds > 1 {
+                format!("round {}/{rounds}: ", i + 1)
+            } else {
+                String::new()
+            };
+            let start = format!(
+                "{tag}adaptive: {}: limit ",
+                ep["base_url"].as_str().unwrap()
+            );
+            let line = err
+                .lines()
+                .find(|l| l.starts_with(&start))
+                .unwrap_or_else(|| panic!("no {start:?} in {err}"));
+            let decisions = ep["decisions"].as_array().unwrap();
+            if decisions.is_empty() {
+                assert!(
+                    line.ends_with(&format!("{} throughout", ep["limit"])),
+                    "{line}"
+                );
+            } else {
+                let path: Vec<String> = decisions
+                    .iter()
+                    .map(|d| {
+                        format!(
+                            " -> {} at {:.0}s (",
+                            d["to"],
+                            d["at_secs"].as_f64().unwrap()
+                        )
+                    })
+                    .collect();
+                let arrows: Vec<&str> = line
+                    .match_indices(" -> ")
+                    .map(|(at, _)| &line[at..])
+                    .collect();
+                assert_eq!(arrows.len(), path.len(), "{line}");
+                for (a, p) in arrows.iter().zip(&path) {
+                    assert!(a.starts_with(p.as_str()), "{line}: {p}");
+                }
+                assert!(
+                    line.starts_with(&format!("{start}{}", decisions[0]["from"])),
+                    "{line}"
+                );
+            }
+        }
         // The repeat: the best level again, on the same items; only with --confirm.
         let c = &r["confirmed_best"];
         if confirm {

@@ -431,6 +431,11 @@ pub async fn exec(a: ConcurrencyBench) -> Result<(), Error> {
         let out = scratch.join(format!("round-{round}/adaptive"));
         let f = run_for(&a, None, out, mode, items).await?;
         eprintln!("{}adaptive: {}", tag(round, rounds), f.summary());
+        eprintln!(
+            "{}adaptive: {}",
+            tag(round, rounds),
+            limit_path(f.controller.as_ref())
+        );
         adaptive.push(f);
         // After every round, so that a bench cut short still has the result so far.
         let points = points(&sweep);
@@ -479,17 +484,13 @@ pub async fn exec(a: ConcurrencyBench) -> Result<(), Error> {
     if a.scratch.is_none() {
         let _ = std::fs::remove_dir_all(&own_scratch);
     }
-    let runs = |rs: &mut dyn Iterator<Item = (usize, Value)>| -> Vec<Value> {
-        rs.map(|(round, mut v)| {
-            v["round"] = json!(round + 1);
-            v
-        })
-        .collect()
-    };
     let report = json!({
         "items": items,
         "rounds": rounds,
-        "sweep": runs(&mut sweep.iter().map(|r| (r.round, r.f.json(json!(r.level))))),
+        "sweep": sweep
+            .iter()
+            .map(|r| with_round(r.round, r.f.json(json!(r.level))))
+            .collect::<Vec<_>>(),
         "levels": points.iter().map(|p| json!({
             "concurrency": p.level,
             "runs": p.runs,
@@ -508,11 +509,11 @@ pub async fn exec(a: ConcurrencyBench) -> Result<(), Error> {
             "fraction_of_best": fraction,
             "fraction_of_best_per_round": per_round,
             "fraction_of_confirmed": of_confirmed,
-            "runs": runs(&mut adaptive.iter().enumerate().map(|(round, f)| {
-                let mut v = f.json(json!("adaptive"));
+            "runs": adaptive.iter().enumerate().map(|(round, f)| {
+                let mut v = with_round(round, f.json(json!("adaptive")));
                 v["controller"] = json!(f.controller);
-                (round, v)
-            })),
+                v
+            }).collect::<Vec<_>>(),
         },
     });
     if a.json {
@@ -620,6 +621,51 @@ fn tag(round: usize, rounds: usize) -> String {
         format!("round {}/{rounds}: ", round + 1)
     } else {
         String::new()
+    }
+}
+
+/// A run's JSON with its round (counted from 1).
+fn with_round(round: usize, mut v: Value) -> Value {
+    v["round"] = json!(round + 1);
+    v
+}
+
+/// Each endpoint's changes of the limit in one adaptive run, from a pool's control report:
+/// "limit 8 -> 16 at 140s (slow start: doubling) -> 12 at 420s (...)".
+fn limit_path(controller: Option<&Value>) -> String {
+    let endpoints = controller
+        .and_then(|c| c["endpoints"].as_array())
+        .map_or(&[][..], Vec::as_slice);
+    let paths: Vec<String> = endpoints
+        .iter()
+        .map(|e| {
+            let base = e["base_url"].as_str().unwrap_or("?");
+            let decisions = e["decisions"].as_array().map_or(&[][..], Vec::as_slice);
+            let Some(first) = decisions.first() else {
+                return format!("{base}: limit {} throughout", e["limit"]);
+            };
+            // The controller keeps its latest decisions only.
+            let earlier = e["decision_count"].as_u64().unwrap_or(0) > decisions.len() as u64;
+            let mut path = format!(
+                "{base}: limit {}{}",
+                if earlier { "... " } else { "" },
+                first["from"]
+            );
+            for d in decisions {
+                path += &format!(
+                    " -> {} at {:.0}s ({})",
+                    d["to"],
+                    d["at_secs"].as_f64().unwrap_or(0.0),
+                    d["reason"].as_str().unwrap_or("")
+                );
+            }
+            path
+        })
+        .collect();
+    if paths.is_empty() {
+        "no controller report".into()
+    } else {
+        paths.join("; ")
     }
 }
 
