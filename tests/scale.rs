@@ -26,11 +26,14 @@ fn endpoints(out: &Path) -> Vec<Value> {
 #[test]
 fn the_controller_finds_the_knee_without_a_hand_set_concurrency() {
     // Once by completions alone, once with the server's count of generated tokens, and
-    // once from a server that states 32 parallel slots (llama.cpp's `/slots`): the
-    // climb then passes levels not clearly worse than the best, but not a knee.
+    // once from a server that states 32 parallel slots (llama.cpp's `/slots`): stated
+    // slots cap the climb, they do not pull it past the knee. The mock's latency keeps
+    // the server the bottleneck: at a few ms per request, a debug build of the client
+    // sharing 2 cores with the other tests is, and its speed is flat across levels, so
+    // a doubling past the knee can look like a gain (CI saw 32 in flight once).
     for (metrics, slots) in [(false, None), (true, None), (false, Some("32"))] {
         let tmp = tempfile::tempdir().unwrap();
-        let mut args = vec!["--latency-ms", "25", "--knee", "8"];
+        let mut args = vec!["--latency-ms", "60", "--knee", "8"];
         if metrics {
             args.push("--metrics");
         }
@@ -66,12 +69,15 @@ fn the_controller_finds_the_knee_without_a_hand_set_concurrency() {
             decisions.iter().any(|d| d["to"].as_u64().unwrap() >= 8),
             "it climbed to the knee: {decisions:?}"
         );
-        // Past the knee throughput falls, so it never stayed far beyond it. Below stated
-        // slots it may probe one doubling further (a level not clearly worse), never
-        // past the slots.
+        // Past the knee throughput falls, so the climb never doubled past 16 (a probe
+        // at 16 is already worse than 8); stated slots are never passed.
         let most = mock_stats(&m.url)["max_in_flight"].as_u64().unwrap();
         let bound = if slots.is_some() { 32 } else { 24 };
-        assert!(most <= bound, "the server saw {most} requests at once");
+        assert!(
+            most <= bound,
+            "the server saw {most} requests at once; decisions: {}",
+            ep["decisions"]
+        );
         if slots.is_some() {
             assert_eq!(ep["signals"]["slots"], 32, "{}", ep["signals"]);
         }
