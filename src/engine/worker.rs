@@ -160,6 +160,17 @@ pub async fn call(
             Err(_) => None,
         };
         if let Some(u) = usage {
+            tracing::debug!(
+                target: "mediflow::calls",
+                id = %rec.id,
+                stage = stage.as_str(),
+                attempt,
+                prompt = u.prompt_tokens,
+                cached = u.cached_tokens,
+                generated = u.completion_tokens,
+                ms = latency.as_millis() as u64,
+                "teacher call"
+            );
             rec.latency_ms += latency.as_millis() as u64;
             rec.prompt_tokens += u.prompt_tokens;
             rec.completion_tokens += u.completion_tokens;
