@@ -1,14 +1,20 @@
 //! `mediflow bench concurrency`: how close the adaptive controller gets to a server's best
-//! throughput, measured in one run on the same work: the config's plan from its first
-//! item, through the whole pipeline, until `--items` items are done, every time.
+//! throughput, measured in one run on the same work: the same job every time, the
+//! config's plan cut to its first `--items` items, through the whole pipeline, from
+//! start to finish.
 //!
-//! 1. a plain fixed-concurrency sweep: for each level L, the plan runs with exactly L
-//!    requests in flight until the items are done. Every run does the same work: a run
-//!    over fewer items has a different mix of stages, retries and prompt lengths, so its
-//!    rate is not comparable (16 in flight read 5.3 prompt tokens per generated token
-//!    over its first 33 items, 5.7 over 65, and made 36.2 against 33.3 tokens/s). The
-//!    sweep goes up the levels until one falls below `--stop-below` of the best so far
-//!    (past the knee);
+//! 1. a plain fixed-concurrency sweep: for each level L, the job runs with exactly L
+//!    requests in flight. Every run does the same work: a run over fewer items has a
+//!    different mix of stages, retries and prompt lengths, so its rate is not comparable
+//!    (16 in flight read 5.3 prompt tokens per generated token over its first 33 items,
+//!    5.7 over 65, and made 36.2 against 33.3 tokens/s). Nor is a run stopped once N
+//!    items are done: a fixed run opens twice its level of items at once and takes them
+//!    through their stages nearly in step, so at its Nth item it has begun almost no
+//!    other; an adaptive run starts with a smaller window and opens items as others
+//!    finish, so at its Nth it has begun many more (against llama-server, 51 documents
+//!    written against 32, each a long uncached prompt) and its rate stood for a
+//!    different, prompt-heavier mix of work. The sweep goes up the levels until one
+//!    falls below `--stop-below` of the best so far (past the knee);
 //! 2. mediflow's adaptive run, with no concurrency set by hand, on the same items: its
 //!    slow start and all its exploring count;
 //! 3. with `--confirm`, the best sweep level again: the best point is the highest of
@@ -58,9 +64,9 @@ pub struct ConcurrencyBench {
     /// fraction of the best (0: run every level).
     #[arg(long, default_value_t = 0.75)]
     pub stop_below: f64,
-    /// Every run (each sweep point, the repeat, the adaptive run) is measured until this
-    /// many items are done, all of them from the plan's first item: the same work for
-    /// all (default: 4 x the highest level of `--levels`).
+    /// Every run (each sweep point, the repeat, the adaptive run) is the same job: the
+    /// plan's first this many items, from start to finish (default: 4 x the highest level
+    /// of `--levels`).
     #[arg(long)]
     pub items: Option<u64>,
     /// Run the best sweep level again after the adaptive run: the best point is the highest of
@@ -75,9 +81,6 @@ pub struct ConcurrencyBench {
     /// on a busy CPU), one sweep cannot tell the levels apart; the means of several can.
     #[arg(long, default_value_t = 1)]
     pub rounds: usize,
-    /// Every measurement lasts at least this long (a few items at 1 in flight go fast).
-    #[arg(long, default_value_t = 60.0)]
-    pub min_measure_secs: f64,
     /// Scratch directory for the runs' outputs (default: a temporary directory, removed
     /// afterwards).
     #[arg(long)]
@@ -150,14 +153,15 @@ impl Figures {
                 from = *s;
             }
         }
-        // The first sample is taken as the run starts, before a request is out: the
-        // mean over the seconds that follow it.
-        let after_start = &window[1..];
-        let mean_running = after_start
+        // The first sample is taken as the run starts, before a request is out, and the
+        // last once it has ended: the mean over the seconds between.
+        let during = &window[1..window.len() - 1];
+        let mean_running = during
             .iter()
             .map(|s| s.running)
             .sum::<Option<f64>>()
-            .map(|r| r / after_start.len() as f64);
+            .filter(|_| !during.is_empty())
+            .map(|r| r / during.len() as f64);
         Some(Figures {
             measured_secs,
             tokens,
@@ -229,9 +233,8 @@ async fn server_counts(client: &reqwest::Client, roots: &[String]) -> (Option<f6
     (tokens, running)
 }
 
-/// One run of the plan, at `fixed` concurrency or adaptive (`None`), sampled every
-/// second and measured from its start until `items` are done and at least
-/// `--min-measure-secs` have passed (it is stopped there).
+/// One run of the job (the plan's first `items` items), at `fixed` concurrency or
+/// adaptive (`None`), sampled every second and measured from its start to its end.
 async fn run_for(
     a: &ConcurrencyBench,
     fixed: Option<usize>,
@@ -251,16 +254,18 @@ async fn run_for(
     let (c, teacher) = (sh.progress.clone(), sh.clone());
     let opts = RunOptions {
         out_dir: out,
-        limit: None,
+        limit: Some(items as usize),
         shard: None,
         mode,
     };
     let plan = l.plan;
     let client = reqwest::Client::new();
     let started = Instant::now();
-    let run = tokio::spawn(async move { engine::run(sh, &plan, opts).await });
+    let mut run = tokio::spawn(async move { engine::run(sh, &plan, opts).await });
     let mut samples: Vec<Sample> = Vec::new();
     let mut next = started;
+    // Set once the run has ended; the last sample is taken after that.
+    let mut ended: Option<Result<Result<_, Error>, tokio::task::JoinError>> = None;
     loop {
         let (server, running) = server_counts(&client, &roots).await;
         samples.push(Sample {
@@ -272,17 +277,12 @@ async fn run_for(
             done: c.done.load(Ordering::Relaxed),
             running,
         });
-        let last = samples[samples.len() - 1];
-        if run.is_finished() || (last.done >= items && last.secs >= a.min_measure_secs) {
+        if let Some(r) = ended {
+            r.map_err(anyhow::Error::from)??;
             break;
         }
         next += Duration::from_secs(1);
-        tokio::time::sleep_until(next.into()).await;
-    }
-    if run.is_finished() {
-        run.await.map_err(anyhow::Error::from)??;
-    } else {
-        run.abort();
+        ended = tokio::time::timeout_at(next.into(), &mut run).await.ok();
     }
     let controller = teacher.teacher.control_report();
     let done = samples.last().map_or(0, |s| s.done);
