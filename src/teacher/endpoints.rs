@@ -295,6 +295,7 @@ impl Pool {
                 Outcome::Answered { tokens } => {
                     st.completion_tokens += tokens;
                     st.consecutive_failures = 0;
+                    st.failed_probes = 0;
                     st.last_answer = Some(now);
                 }
                 Outcome::Overloaded { retry_after } => {
@@ -333,6 +334,21 @@ impl Pool {
             }
         }
         self.notify.notify_waiters();
+    }
+
+    /// A health probe's result. A healthy endpoint is drained after `failures_to_drain`
+    /// failed probes with no answer to a request between them: a loaded llama-server can
+    /// leave even `/v1/models` unanswered for 20 s while it keeps answering requests, and
+    /// that is busy, not dead. A drained endpoint comes back on its first good probe.
+    fn on_probe(&self, i: usize, ok: bool) {
+        let (healthy, failed_probes) = {
+            let mut st = self.endpoints[i].st.lock().unwrap();
+            st.failed_probes = if ok { 0 } else { st.failed_probes + 1 };
+            (st.healthy, st.failed_probes)
+        };
+        if ok != healthy && (ok || failed_probes >= self.health.failures_to_drain) {
+            self.set_health(i, ok);
+        }
     }
 
     fn set_health(&self, i: usize, ok: bool) {
@@ -478,17 +494,7 @@ async fn monitor_one(
     if !healthy || (health_due && !answered_lately) {
         let ok =
             matches!(get(format!("{}/models", ep.base)).await, Ok(r) if r.status().is_success());
-        // A healthy endpoint is drained after `failures_to_drain` failed probes in a row
-        // (one slow answer from a loaded server is not a failure); a drained one comes
-        // back on its first good probe.
-        let failed_probes = {
-            let mut st = ep.st.lock().unwrap();
-            st.failed_probes = if ok { 0 } else { st.failed_probes + 1 };
-            st.failed_probes
-        };
-        if ok != healthy && (ok || failed_probes >= p.health.failures_to_drain) {
-            p.set_health(i, ok);
-        }
+        p.on_probe(i, ok);
         if !ok {
             return;
         }
@@ -553,5 +559,35 @@ mod tests {
             w.await.unwrap();
         }
         assert_eq!(*order.lock().unwrap(), (0..8).collect::<Vec<_>>());
+    }
+
+    /// Failed probes drain an endpoint only when nothing was answered between them: a
+    /// loaded server that keeps answering requests but not its probes is busy (run T:
+    /// llama-server with 32 requests on 16 slots left `/v1/models` unanswered for 20 s).
+    #[tokio::test]
+    async fn failed_probes_drain_only_without_answers_between_them() {
+        let pool = Pool::new(
+            &["http://127.0.0.1:9/v1".into()],
+            &AdaptiveConfig::default(),
+            &HealthConfig::default(),
+        );
+        let healthy = |p: &Pool| p.endpoints[0].st.lock().unwrap().healthy;
+        for n in 1..=4 {
+            pool.on_probe(0, false);
+            pool.on_probe(0, false);
+            assert!(
+                healthy(&pool),
+                "{} failed probes, an answer after every 2",
+                2 * n
+            );
+            let slot = pool.acquire(&[]).await.unwrap();
+            pool.release(slot, Outcome::Answered { tokens: 1 }, "test");
+        }
+        for _ in 0..HealthConfig::default().failures_to_drain {
+            pool.on_probe(0, false);
+        }
+        assert!(!healthy(&pool), "3 failed probes in a row with no answer");
+        pool.on_probe(0, true);
+        assert!(healthy(&pool), "back on its first good probe");
     }
 }
