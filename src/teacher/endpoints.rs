@@ -337,9 +337,10 @@ impl Pool {
     }
 
     /// A health probe's result. A healthy endpoint is drained after `failures_to_drain`
-    /// failed probes with no answer to a request between them: a loaded llama-server can
-    /// leave even `/v1/models` unanswered for 20 s while it keeps answering requests, and
-    /// that is busy, not dead. A drained endpoint comes back on its first good probe.
+    /// failed probes with no answer to a request between them: an endpoint that answers
+    /// requests is busy, not dead, however slow its probes (a llama-server with 32
+    /// requests on 16 slots left `/v1/models` unanswered for 20 s). A drained endpoint
+    /// comes back on its first good probe.
     fn on_probe(&self, i: usize, ok: bool) {
         let (healthy, failed_probes) = {
             let mut st = self.endpoints[i].st.lock().unwrap();
@@ -562,8 +563,7 @@ mod tests {
     }
 
     /// Failed probes drain an endpoint only when nothing was answered between them: a
-    /// loaded server that keeps answering requests but not its probes is busy (run T:
-    /// llama-server with 32 requests on 16 slots left `/v1/models` unanswered for 20 s).
+    /// loaded server that keeps answering requests but not its probes is busy.
     #[tokio::test]
     async fn failed_probes_drain_only_without_answers_between_them() {
         let pool = Pool::new(
