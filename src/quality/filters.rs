@@ -184,6 +184,7 @@ pub struct Drop {
 
 /// The filters in the order they run, each with the reasons it can drop for.
 pub const FILTERS: &[(&str, &[&str])] = &[
+    ("schema", &["invalid_json", "schema_invalid"]),
     (
         "length",
         &[
@@ -213,6 +214,7 @@ pub const FILTERS: &[(&str, &[&str])] = &[
 
 /// The filter implementations, in the order of `FILTERS`.
 const CHAIN: &[&dyn Filter] = &[
+    &SchemaCheck,
     &Length,
     &Refusal,
     &Placeholder,
@@ -226,8 +228,22 @@ const CHAIN: &[&dyn Filter] = &[
 
 /// Run every enabled filter in order; the first drop wins.
 pub fn check(rec: &Record, cx: &FilterCtx) -> Result<(), Drop> {
+    match drops(rec, cx, true).into_iter().next() {
+        Some(d) => Err(d),
+        None => Ok(()),
+    }
+}
+
+/// Every enabled filter's drop, in run order (empty = kept): for audits that list all
+/// the reasons a record fails, not only the first.
+pub fn check_all(rec: &Record, cx: &FilterCtx) -> Vec<Drop> {
+    drops(rec, cx, false)
+}
+
+fn drops(rec: &Record, cx: &FilterCtx, first_only: bool) -> Vec<Drop> {
+    let mut out = Vec::new();
     if !cx.cfg.enabled {
-        return Ok(());
+        return out;
     }
     for f in CHAIN {
         if cx.cfg.disable.iter().any(|d| d == f.name()) {
@@ -237,14 +253,17 @@ pub fn check(rec: &Record, cx: &FilterCtx) -> Result<(), Drop> {
             debug_assert!(FILTERS
                 .iter()
                 .any(|(n, rs)| *n == f.name() && rs.contains(&reason)));
-            return Err(Drop {
+            out.push(Drop {
                 filter: f.name(),
                 reason,
                 detail,
             });
+            if first_only {
+                break;
+            }
         }
     }
-    Ok(())
+    out
 }
 
 pub(crate) enum Verdict {
@@ -265,7 +284,7 @@ fn is_json(rec: &Record) -> bool {
 /// The parsed answer of a json record; None for plain_text.
 pub(crate) fn json_answer(rec: &Record) -> Option<Value> {
     is_json(rec)
-        .then(|| serde_json::from_str(&rec.output).ok())
+        .then(|| crate::schemas::extract_json(&rec.output).ok())
         .flatten()
 }
 
@@ -325,6 +344,27 @@ fn tokens(s: &str) -> Vec<String> {
         })
         .filter(|w| !w.is_empty())
         .collect()
+}
+
+/// A `json` answer must parse and conform to its task's schema (the engine has already
+/// checked this for its own records; an audited dataset has not).
+struct SchemaCheck;
+impl Filter for SchemaCheck {
+    fn name(&self) -> &'static str {
+        "schema"
+    }
+    fn check(&self, rec: &Record, cx: &FilterCtx) -> Verdict {
+        let Some(schema) = cx.schemas.get(&rec.task_type).filter(|_| is_json(rec)) else {
+            return Verdict::Keep;
+        };
+        match crate::schemas::extract_json(&rec.output) {
+            Err(e) => Verdict::Drop("invalid_json", e),
+            Ok(v) => match crate::schemas::validate(schema, &v) {
+                Err(e) => Verdict::Drop("schema_invalid", e),
+                Ok(()) => Verdict::Keep,
+            },
+        }
+    }
 }
 
 struct Length;
