@@ -5,3 +5,4 @@ pub mod dedup;
 pub mod filters;
 pub mod grounding;
 pub mod judge;
+pub mod vocab;

@@ -1,0 +1,158 @@
+//! Domain: is the record English, and is it clinical? Language by whatlang on longer texts
+//! and by function-word counts on short ones; the clinical signal is the share of a
+//! text's content words that our clinical vocabulary knows (see `quality::vocab`).
+
+use super::{word_count, FilterCtx, Filter, Prepared, Verdict};
+
+/// Function words of the languages a teacher drifts into, for texts too short for whatlang.
+const FOREIGN: &[(&str, &[&str])] = &[
+    ("Spanish", &["el", "la", "los", "las", "del", "una", "para", "con", "por", "que", "es", "está", "paciente", "resuma", "nota", "según", "cuál", "qué"]),
+    ("French", &["le", "les", "des", "une", "pour", "avec", "est", "dans", "du", "au", "et", "qui", "sur", "résumez", "selon", "quelle"]),
+    ("German", &["der", "die", "das", "und", "ist", "mit", "für", "ein", "eine", "nicht", "den", "dem", "zu", "von", "bitte", "fassen"]),
+    ("Portuguese", &["os", "da", "do", "das", "dos", "uma", "para", "com", "não", "é", "em", "que", "paciente"]),
+    ("Italian", &["il", "gli", "della", "delle", "una", "per", "con", "è", "che", "non", "nel", "paziente"]),
+];
+const ENGLISH: &[&str] = &[
+    "the", "and", "of", "to", "in", "is", "with", "for", "on", "was", "a", "an", "this", "that",
+    "patient", "what", "which", "are", "from", "by", "as", "at", "be", "has", "no", "not",
+];
+
+/// The language `words` look like, by function words, when it is clearly not English.
+fn foreign_by_function_words(words: &[String]) -> Option<&'static str> {
+    let english = words.iter().filter(|w| ENGLISH.contains(&w.as_str())).count();
+    FOREIGN
+        .iter()
+        .map(|(lang, fw)| (*lang, words.iter().filter(|w| fw.contains(&w.as_str())).count()))
+        .filter(|&(_, n)| n >= 2 && n > english * 2)
+        .max_by_key(|&(_, n)| n)
+        .map(|(lang, _)| lang)
+}
+
+pub(crate) struct Language;
+impl Filter for Language {
+    fn name(&self) -> &'static str {
+        "language"
+    }
+    fn check(&self, p: &Prepared, cx: &FilterCtx) -> Verdict {
+        let answer_words = if p.is_json() { Vec::new() } else { p.answer_words.clone() };
+        for (part, text, words) in [
+            ("document", p.rec.input.as_str(), &p.doc_words),
+            ("instruction", p.instruction, &p.instr_words),
+            ("answer", p.answer.as_str(), &answer_words),
+        ] {
+            let json_answer = part == "answer" && p.is_json();
+            // A json answer's prose is its longer strings; labels and codes say nothing.
+            let prose = if json_answer {
+                p.strings
+                    .iter()
+                    .filter(|(_, s)| word_count(s) >= 6)
+                    .map(|(_, s)| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            } else {
+                text.to_string()
+            };
+            let words_owned;
+            let words = if json_answer {
+                words_owned = super::vocab::words(&prose);
+                &words_owned
+            } else {
+                words
+            };
+            if let Some(lang) = foreign_by_function_words(words) {
+                return Verdict::Drop("non_english", format!("{part} reads as {lang}"));
+            }
+            if word_count(&prose) < cx.cfg.language_min_words {
+                continue;
+            }
+            if let Some(info) = whatlang::detect(&prose) {
+                if info.lang() != whatlang::Lang::Eng && info.is_reliable() {
+                    let d = format!(
+                        "{part} detected as {} (confidence {:.2})",
+                        info.lang().eng_name(),
+                        info.confidence()
+                    );
+                    return Verdict::Drop("non_english", d);
+                }
+            }
+        }
+        Verdict::Keep
+    }
+}
+
+/// Fewest content words a text needs before its clinical share is judged.
+const MIN_CONTENT_WORDS: usize = 20;
+/// Least share of a document's content words that must be clinical.
+const MIN_DOCUMENT_SHARE: f64 = 0.33;
+/// The same for a plain_text answer, which may be lay language (simplification).
+const MIN_ANSWER_SHARE: f64 = 0.08;
+/// Least share of a document's content words that must be medical (roots, drugs, clinical
+/// abbreviations and lay symptom words): everyday text scores well on ICD words alone
+/// ("head", "wall", "corner", "card" of a football report).
+const MIN_DOCUMENT_MEDICAL: f64 = 0.07;
+
+pub(crate) struct ClinicalDomain;
+impl Filter for ClinicalDomain {
+    fn name(&self) -> &'static str {
+        "clinical_domain"
+    }
+    fn check(&self, p: &Prepared, _cx: &FilterCtx) -> Verdict {
+        if let Some((share, medical, n)) = clinical_share(p, &p.doc_words) {
+            if medical < MIN_DOCUMENT_MEDICAL {
+                let d = format!(
+                    "document: {:.0}% of {n} content words are medical terms (need {:.0}%)",
+                    medical * 100.0,
+                    MIN_DOCUMENT_MEDICAL * 100.0
+                );
+                return Verdict::Drop("non_clinical", d);
+            }
+            if share < MIN_DOCUMENT_SHARE {
+                let d = format!(
+                    "document: {:.0}% of {n} content words are clinical (need {:.0}%)",
+                    share * 100.0,
+                    MIN_DOCUMENT_SHARE * 100.0
+                );
+                return Verdict::Drop("non_clinical", d);
+            }
+        }
+        if !p.is_json() {
+            if let Some((share, _, n)) = clinical_share(p, &p.answer_words) {
+                if share < MIN_ANSWER_SHARE {
+                    let d = format!(
+                        "answer: {:.0}% of {n} content words are clinical (need {:.0}%)",
+                        share * 100.0,
+                        MIN_ANSWER_SHARE * 100.0
+                    );
+                    return Verdict::Drop("non_clinical", d);
+                }
+            }
+        }
+        Verdict::Keep
+    }
+}
+
+/// The shares of `words`' content words (not stopwords, not bare numbers) that are
+/// clinical and that are medical, and how many content words there were; None when too
+/// few to judge.
+pub(crate) fn clinical_share(p: &Prepared, words: &[String]) -> Option<(f64, f64, usize)> {
+    let content: Vec<&String> = words
+        .iter()
+        .filter(|w| w.len() >= 2 && !p.vocab.is_stop(w) && !w.chars().all(|c| c.is_ascii_digit()))
+        .collect();
+    if content.len() < MIN_CONTENT_WORDS {
+        return None;
+    }
+    let clinical = content
+        .iter()
+        .filter(|w| p.vocab.is_clinical(w) || is_measure(w))
+        .count();
+    let medical = content.iter().filter(|w| p.vocab.is_medical(w) || is_measure(w)).count();
+    let n = content.len() as f64;
+    Some((clinical as f64 / n, medical as f64 / n, content.len()))
+}
+
+/// A number fused with a unit or a clinical shorthand: `40mg`, `2l`, `x3d`, `q6h`.
+fn is_measure(w: &str) -> bool {
+    let digits = w.chars().filter(char::is_ascii_digit).count();
+    digits > 0 && digits < w.len() && w.len() <= 8
+}

@@ -1,0 +1,192 @@
+//! Leaks: text that is about the generation rather than part of the data. Chat-role and
+//! special tokens, refusals and AI disclaimers, unfilled placeholders, meta-text (an answer
+//! that describes how one would answer) and prompt echo (a "document" that is a
+//! generation prompt or a template description).
+
+use super::{FilterCtx, Filter, Prepared, Verdict};
+use regex::Regex;
+use std::sync::LazyLock;
+
+/// Chat-template markers, special tokens and role turns of a transcript.
+static CHAT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?im)<\|[a-z_0-9]{2,30}\|>|</?s>|\[/?INST\]|<<\s*/?SYS\s*>>|<(?:start|end)_of_turn>|</?think>|^\s*#{2,4}\s*(?:response|instruction|input|output|answer|assistant|user|system|human)\b|^\s*(?:user|assistant|system|human|ai|bot|gpt|chatgpt|model)\s*:",
+    )
+    .expect("valid regex")
+});
+
+pub(crate) struct ChatMarkup;
+impl Filter for ChatMarkup {
+    fn name(&self) -> &'static str {
+        "chat_markup"
+    }
+    fn check(&self, p: &Prepared, _cx: &FilterCtx) -> Verdict {
+        for (part, text) in p.parts() {
+            if let Some(m) = CHAT.find(text) {
+                return Verdict::Drop("chat_markup", format!("{part}: {:?}", m.as_str().trim()));
+            }
+        }
+        Verdict::Keep
+    }
+}
+
+/// AI disclaimers and refusals: dropped wherever they appear.
+static REFUSAL: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?i)\bas an ai\b|\bas an? (?:large |ai )?language model\b|\bi(?:'m| am) (?:just |only )?an? (?:ai|artificial intelligence|language model|chatbot|virtual assistant)\b|\bi (?:cannot|can ?not|can['’]t|am unable to|['’]m unable to|am not able to|won['’]t be able to) (?:provide|assist|help with|fulfill?|comply|generate|create|write|give|offer|answer|access|diagnose)\b|\bi(?:'m| am) not (?:a|your) (?:doctor|physician|medical professional|healthcare provider)\b|\bi (?:do not|don['’]t) have access to\b|\bnot (?:a substitute for|intended as) (?:professional )?medical advice\b|\bfor (?:informational|educational) purposes only\b",
+    )
+    .expect("valid regex")
+});
+
+/// Apologies: dropped in the instruction and the answer only, since dialogue documents
+/// legitimately contain them ("I'm sorry, but the biopsy showed ...").
+static APOLOGY: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\bi apologi[sz]e\b|\bi(?:['’]m| am) sorry,? but\b|\bunfortunately,? i\b")
+        .expect("valid regex")
+});
+
+pub(crate) struct Refusal;
+impl Filter for Refusal {
+    fn name(&self) -> &'static str {
+        "refusal"
+    }
+    fn check(&self, p: &Prepared, _cx: &FilterCtx) -> Verdict {
+        for (part, text) in p.parts() {
+            let found = REFUSAL
+                .find(text)
+                .or_else(|| (part != "document").then(|| APOLOGY.find(text)).flatten());
+            if let Some(m) = found {
+                return Verdict::Drop("refusal", format!("{part}: {:?}", m.as_str()));
+            }
+        }
+        Verdict::Keep
+    }
+}
+
+/// Template syntax and filler: a leak anywhere.
+static TEMPLATE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"\{\{|\}\}|\{%|%\}|\{[A-Za-z_][A-Za-z_ ]{1,30}\}|(?i:lorem ipsum)|XXX-XX|\b(?:XX|MM|DD)/(?:XX|DD|MM)/(?:XX|YY){1,2}\b|\bX{2,}\b|_{4,}",
+    )
+    .expect("valid regex")
+});
+
+/// Bracketed placeholders such as `[Patient Name]`, `[Insert date]`, `<placeholder>`.
+static BRACKETED: LazyLock<Regex> = LazyLock::new(|| {
+    const SLOT: &str = r"insert\b[^\]>\n]*|enter\b[^\]>\n]*|(?:patient|doctor|physician|provider|clinician|nurse|your|my|hospital|clinic|facility|practice|pharmacy)(?:['’]s)? (?:name|address|phone(?: number)?|signature|title)|(?:first |last |full )?name|date(?: of [a-z ]+)?|time|patient|address|phone(?: number)?|mrn|dob|age|location|hospital|clinic|signature|medication(?: name)?|drug(?: name)?|dose|dosage|diagnosis|condition|number|city|state|zip(?: code)?|email|specialty|title";
+    Regex::new(&format!(
+        r"(?i)\[\s*(?:{SLOT})\s*\]|<\s*(?:{SLOT}|placeholder)\s*>"
+    ))
+    .expect("valid regex")
+});
+
+pub(crate) struct Placeholder;
+impl Filter for Placeholder {
+    fn name(&self) -> &'static str {
+        "placeholder"
+    }
+    fn check(&self, p: &Prepared, _cx: &FilterCtx) -> Verdict {
+        // A de-identification answer may replace PHI with surrogate tags like `[NAME]`,
+        // and its instruction may name the tags to use.
+        let tags_ok = p.rec.task_type == "deidentification";
+        for (part, text) in p.parts() {
+            let found = TEMPLATE.find(text).or_else(|| {
+                (part == "document" || !tags_ok)
+                    .then(|| BRACKETED.find(text))
+                    .flatten()
+            });
+            if let Some(m) = found {
+                return Verdict::Drop("template_leak", format!("{part}: {:?}", m.as_str()));
+            }
+        }
+        Verdict::Keep
+    }
+}
+
+/// An answer that talks about the task instead of doing it.
+static META: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?ix)
+        ^\s*(?:sure|certainly|of\ course|absolutely|great|okay|ok)\b[,!.]
+      | ^\s*here(?:'s|’s|\ is|\ are)\ (?:a|an|the|your|my|some)\b
+      | \b(?:the\ )?(?:instructions?|prompt|template|task|request)\ (?:given|provided|stated|described|mentioned|shown|above|below)\b
+      | \b(?:given|provided|mentioned|stated|described)\ (?:above|below)\b
+      | \bthe\ above\ (?:instructions?|prompt|template|task|request|text|document|note|example)\b
+      | \b(?:to|in\ order\ to)\ (?:answer|complete|address|solve|respond\ to)\ (?:this|the)\ (?:question|task|instruction|request|prompt)\b
+      | \b(?:one|you|we)\ (?:would|should|could|must|need\ to|will\ need\ to)\ (?:first\ )?(?:read|review|look|analy[sz]e|identify|consider|examine|start)\b
+      | \bthe\ (?:summary|answer|response|output|instruction|note|document)\ (?:should|must|will|would|needs\ to)\ (?:include|contain|be|cover|mention|focus|list|describe|have)\b
+      | \b(?:this|the\ following|the)\ (?:instruction|prompt|task)\ (?:asks|requires|is\ asking|wants|involves)\b
+      | \b(?:your|the)\ task\ is\b|\bin\ this\ task\b|\byou\ are\ (?:asked|required|instructed)\ to\b
+      | \bi\ will\ (?:now\ )?(?:summari[sz]e|answer|provide|write|generate|create|extract|identify|list|classify|analy[sz]e)\b
+      | \blet\ me\ (?:know|summari[sz]e|explain|help|provide|analy[sz]e|break)\b|\blet's\ (?:break|look|analy[sz]e|start)\b
+      | \bhope\ (?:this|that)\ helps\b|\bfeel\ free\ to\b|\bif\ you\ (?:need|have)\ (?:any|more|further)\b
+      | \b(?:possible|sample|example)\ (?:instruction|answer|response|output|prompt)s?\b
+      | \b(?:instruction|answer|response|output)\s*:\s*$
+      | ^\s*(?:instruction|answer|response|output|question|task)\s*:
+      | \bas\ (?:requested|instructed|asked)\b
+      | \bthe\ (?:model|assistant|ai)\ (?:should|must|will)\b
+    ",
+    )
+    .expect("valid regex")
+});
+
+/// An instruction that is the teacher talking about writing one.
+static META_INSTRUCTION: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?ix)
+        ^\s*(?:sure|certainly|of\ course|absolutely|great|okay|ok)\b[,!.]
+      | ^\s*here(?:'s|’s|\ is|\ are)\ (?:a|an|the|your|my|some|one)\b
+      | \b(?:the\ )?(?:instructions?|prompt|template|request)\ (?:given|provided|stated|described|mentioned|shown)\ (?:above|below)\b
+      | \bthe\ above\ (?:instructions?|prompt|template|task|request|example)\b
+      | \b(?:possible|sample|example|realistic)\ (?:instruction|prompt)s?\b
+      | ^\s*(?:instruction|task|prompt)\s*\d*\s*:
+      | \bi\ will\ (?:now\ )?(?:write|generate|create|provide)\b
+      | \bhope\ (?:this|that)\ helps\b
+      | \bthe\ (?:model|assistant|ai)\ (?:should|must|will)\b
+      | \b(?:the\ )?answer(?:ing)?\ (?:model|assistant)\b
+      | \b(?:template|placeholder)s?\b
+      | \b(?:fictional|synthetic|fictitious|made-up|hypothetical)\ (?:patient|document|note|report|case|record)\b
+      | \b(?:document\ type|difficulty(?:\ level)?|writing\ style|output\ format)\s*:
+    ",
+    )
+    .expect("valid regex")
+});
+
+/// A "document" that is a generation prompt, a template or a description of one.
+static ECHO: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?ix)
+        ^\s*(?:please\ )?(?:write|generate|create|compose|draft|produce|imagine)\ (?:a|an|one|the)\b
+      | \b(?:write|generate|create|compose|draft)\ (?:a|an)\ (?:realistic|fictional|synthetic|detailed|sample|brief|short)\b
+      | \b(?:include|including|use|with)\ (?:the\ )?(?:following\ )?sections?\ (?:such\ as|like|for|:)
+      | \bthe\ following\ sections\b
+      | \b(?:this|the)\ (?:document|note|report|letter|text)\ (?:is\ a|serves\ as\ a|provides\ a)\ (?:template|sample|example|format|outline|structure)\b
+      | \b(?:template|placeholder)s?\b
+      | \b(?:fictional|synthetic|fictitious|made-up|hypothetical)\ (?:patient|document|note|report|case|example|record)\b
+      | \b(?:length|word\ count)\s*:\s*\d+
+      | \b(?:should|must)\ (?:be\ )?(?:written|include|contain|cover|describe)\b.{0,60}\b(?:sections?|document|note|report)\b
+      | \bdifficulty\ (?:level)?\s*:
+      | \bwriting\ style\s*:
+    ",
+    )
+    .expect("valid regex")
+});
+
+pub(crate) struct MetaText;
+impl Filter for MetaText {
+    fn name(&self) -> &'static str {
+        "meta_text"
+    }
+    fn check(&self, p: &Prepared, _cx: &FilterCtx) -> Verdict {
+        if let Some(m) = ECHO.find(&p.rec.input) {
+            return Verdict::Drop("prompt_echo", format!("document: {:?}", m.as_str().trim()));
+        }
+        if let Some(m) = META_INSTRUCTION.find(p.instruction) {
+            return Verdict::Drop("meta_text", format!("instruction: {:?}", m.as_str().trim()));
+        }
+        if let Some(m) = META.find(&p.answer) {
+            return Verdict::Drop("meta_text", format!("answer: {:?}", m.as_str().trim()));
+        }
+        Verdict::Keep
+    }
+}

@@ -1,0 +1,292 @@
+//! Facts an answer states must be the document's: every number (a dose with its unit, a
+//! date's parts, a value), every drug name, and most of its specific clinical terms. A
+//! natural-language-inference label of "entailment" must not be contradicted by a negated
+//! term or a number the document does not have.
+//!
+//! Exempt by design: the corrected text of error correction (it changes the document),
+//! de-identification (surrogates), clinical coding (codes are checked in `codes`), a
+//! hypothesis (it may state what the document contradicts) and normalised time values
+//! (`2024-03-14` for "yesterday").
+
+use crate::quality::filters::{Prepared, Verdict};
+use crate::quality::vocab;
+use regex::Regex;
+use std::collections::HashSet;
+use std::sync::LazyLock;
+
+/// Tasks whose answers restate the document, so what they state must be in it.
+fn restates(task: &str) -> bool {
+    !matches!(task, "error_correction" | "deidentification" | "clinical_coding")
+}
+
+/// JSON fields whose values are not claims about the document.
+fn exempt_field(path: &str) -> bool {
+    let last = path.rsplit('/').find(|k| k.parse::<usize>().is_err()).unwrap_or("");
+    matches!(last, "hypothesis" | "normalized" | "reading_level" | "axis" | "label" | "confidence" | "category" | "type" | "assertion" | "role" | "relation" | "domain" | "status" | "timex_type" | "relation_to_admission" | "flag" | "error_type")
+}
+
+/// The answer's strings that state facts, joined.
+fn claims_text(p: &Prepared) -> String {
+    p.strings
+        .iter()
+        .filter(|(at, _)| !exempt_field(at))
+        .map(|(_, s)| s.as_str())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+static NUMBER: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\d+(?:[.,]\d+)*").expect("valid regex"));
+static LIST_MARKER: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?m)^\s*\(?\d{1,2}[.)]\s").expect("valid regex"));
+static DOSE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)(\d+(?:\.\d+)?)\s*(mg|mcg|µg|ug|micrograms?|milligrams?|grams?|g|kg|ml|milliliters?|cc|units?|iu|meq|mmol|percent|%)\b")
+        .expect("valid regex")
+});
+
+/// A number as a canonical string: no thousands commas, no leading or trailing zeros.
+fn canon(n: &str) -> String {
+    let n = if n.contains(',') && n.split(',').skip(1).all(|g| g.len() == 3) {
+        n.replace(',', "")
+    } else {
+        n.replace(',', ".")
+    };
+    let (int, frac) = match n.split_once('.') {
+        Some((i, f)) => (i, f.trim_end_matches('0')),
+        None => (n.as_str(), ""),
+    };
+    let int = int.trim_start_matches('0');
+    let int = if int.is_empty() { "0" } else { int };
+    if frac.is_empty() {
+        int.to_string()
+    } else {
+        format!("{int}.{frac}")
+    }
+}
+
+fn unit(u: &str) -> &'static str {
+    match u.to_lowercase().as_str() {
+        "mg" | "milligram" | "milligrams" => "mg",
+        "mcg" | "µg" | "ug" | "microgram" | "micrograms" => "mcg",
+        "g" | "gram" | "grams" => "g",
+        "kg" => "kg",
+        "ml" | "milliliter" | "milliliters" | "cc" => "ml",
+        "unit" | "units" | "iu" => "unit",
+        "meq" => "meq",
+        "mmol" => "mmol",
+        _ => "%",
+    }
+}
+
+const WORD_NUMBERS: &[(&str, &str)] = &[
+    ("zero", "0"), ("one", "1"), ("two", "2"), ("three", "3"), ("four", "4"), ("five", "5"),
+    ("six", "6"), ("seven", "7"), ("eight", "8"), ("nine", "9"), ("ten", "10"),
+    ("eleven", "11"), ("twelve", "12"), ("fifteen", "15"), ("twenty", "20"), ("thirty", "30"),
+    ("forty", "40"), ("fifty", "50"), ("hundred", "100"), ("once", "1"), ("twice", "2"),
+    ("half", "0.5"),
+];
+
+/// Numbers of the document and the instruction (digits and number words).
+fn source_numbers(p: &Prepared) -> HashSet<String> {
+    let mut set: HashSet<String> = NUMBER
+        .find_iter(&p.rec.input)
+        .chain(NUMBER.find_iter(p.instruction))
+        .map(|m| canon(m.as_str()))
+        .collect();
+    for w in p.doc_words.iter().chain(&p.instr_words) {
+        if let Some((_, d)) = WORD_NUMBERS.iter().find(|(n, _)| n == w) {
+            set.insert(d.to_string());
+        }
+    }
+    set
+}
+
+pub(super) fn numbers(p: &Prepared) -> Verdict {
+    if !restates(&p.rec.task_type) {
+        return Verdict::Keep;
+    }
+    let text = claims_text(p);
+    let text = LIST_MARKER.replace_all(&text, " ");
+    let have = source_numbers(p);
+    for m in NUMBER.find_iter(&text) {
+        // A number inside a code-like token (E11.9, B12) is checked as part of its word.
+        let before = text[..m.start()].chars().next_back();
+        if before.is_some_and(|c| c.is_ascii_uppercase()) {
+            continue;
+        }
+        let n = canon(m.as_str());
+        if !have.contains(&n) {
+            let d = format!("the answer states {:?}, which the document does not", m.as_str());
+            return Verdict::Drop("ungrounded_number", d);
+        }
+    }
+    // A dose must be the document's with its unit, or a number the document states bare
+    // ("hydrochlorothiazide, 25 in the morning").
+    let doses: HashSet<(String, &str)> = DOSE
+        .captures_iter(&p.rec.input)
+        .chain(DOSE.captures_iter(p.instruction))
+        .map(|c| (canon(&c[1]), unit(&c[2])))
+        .collect();
+    let bare = bare_numbers(p);
+    for c in DOSE.captures_iter(&text) {
+        let dose = (canon(&c[1]), unit(&c[2]));
+        if !doses.contains(&dose) && !bare.contains(&dose.0) {
+            let d = format!("the answer states {:?}; the document has no {} {}", &c[0], dose.0, dose.1);
+            return Verdict::Drop("ungrounded_number", d);
+        }
+    }
+    Verdict::Keep
+}
+
+/// Numbers of the document and instruction that carry no dose unit after them.
+fn bare_numbers(p: &Prepared) -> HashSet<String> {
+    let mut out = HashSet::new();
+    for text in [p.rec.input.as_str(), p.instruction] {
+        for m in NUMBER.find_iter(text) {
+            if !DOSE.find_at(text, m.start()).is_some_and(|d| d.start() == m.start()) {
+                out.insert(canon(m.as_str()));
+            }
+        }
+    }
+    out
+}
+
+pub(super) fn drugs(p: &Prepared) -> Verdict {
+    if !restates(&p.rec.task_type) {
+        return Verdict::Keep;
+    }
+    let text = claims_text(p);
+    for w in vocab::words(&text) {
+        if p.vocab.is_drug(&w) && !p.in_source(&w) {
+            let d = format!("the answer names {w:?}, which the document does not");
+            return Verdict::Drop("ungrounded_drug", d);
+        }
+    }
+    Verdict::Keep
+}
+
+/// How many specific clinical terms absent from the document an answer may state, and
+/// which share of its specific terms they may be, by task. Lay rewrites and notes written
+/// from a conversation legitimately name what the source says in other words.
+fn claim_limits(task: &str) -> Option<(usize, f64)> {
+    match task {
+        "simplification" | "note_generation" => Some((4, 0.35)),
+        "summarization" | "classification" | "natural_language_inference" => Some((3, 0.2)),
+        "question_answering" | "named_entity_recognition" | "relation_extraction"
+        | "information_extraction" | "temporal_extraction" | "sdoh_extraction" => Some((2, 0.2)),
+        _ => None,
+    }
+}
+
+pub(super) fn claims(p: &Prepared) -> Verdict {
+    let Some((max_new, max_share)) = claim_limits(&p.rec.task_type) else {
+        return Verdict::Keep;
+    };
+    let text = claims_text(p);
+    let specific: HashSet<String> = vocab::words(&text)
+        .into_iter()
+        .filter(|w| p.vocab.is_term(w))
+        .collect();
+    let mut new: Vec<&String> = specific.iter().filter(|w| !p.in_source(w)).collect();
+    new.sort();
+    let share = new.len() as f64 / specific.len().max(1) as f64;
+    if new.len() >= max_new && share >= max_share {
+        let d = format!(
+            "the answer states {} clinical terms the document does not have ({:.0}% of its terms): {}",
+            new.len(),
+            share * 100.0,
+            new.iter().take(6).map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+        );
+        return Verdict::Drop("ungrounded_claim", d);
+    }
+    Verdict::Keep
+}
+
+static NEGATION: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\b(?:no|not|denies|denied|without|negative for|absent|never|none|free of|ruled out|resolved)\b")
+        .expect("valid regex")
+});
+
+/// Content words that follow a negation within a few words ("denies chest pain").
+pub(super) fn negated_terms(p: &Prepared, text: &str) -> HashSet<String> {
+    let mut out = HashSet::new();
+    for m in NEGATION.find_iter(text) {
+        let rest = &text[m.end()..];
+        // The negation's scope ends at the sentence's end.
+        let scope = &rest[..rest.find(['.', ';', '\n']).unwrap_or(rest.len())];
+        for w in vocab::words(scope).into_iter().take(6) {
+            if w.len() >= 3 && !p.vocab.is_stop(&w) {
+                out.insert(w);
+            }
+        }
+    }
+    out
+}
+
+/// The label and hypothesis of an inference answer (json fields, or for plain_text the
+/// first label word of the answer and the quoted hypothesis of the instruction).
+fn label_and_hypothesis(p: &Prepared) -> Option<(String, String, String)> {
+    if let Some(v) = &p.json {
+        let label = v["label"].as_str()?.to_lowercase();
+        let hyp = v["hypothesis"].as_str()?.to_string();
+        let premise = v["premise_excerpt"].as_str().unwrap_or(&p.rec.input).to_string();
+        return Some((label, hyp, premise));
+    }
+    let a = p.answer.to_lowercase();
+    let label = ["contradict", "neutral", "entail"]
+        .iter()
+        .filter_map(|l| a.find(l).map(|i| (i, *l)))
+        .min()?
+        .1
+        .to_string();
+    static QUOTED: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r#"["“]([^"”]{8,})["”]|(?i)hypothesis\s*:\s*(.+)"#).expect("valid regex"));
+    let c = QUOTED.captures(p.instruction)?;
+    let hyp = c.get(1).or_else(|| c.get(2))?.as_str().to_string();
+    Some((label, hyp, p.rec.input.clone()))
+}
+
+pub(super) fn nli(p: &Prepared) -> Verdict {
+    if p.rec.task_type != "natural_language_inference" {
+        return Verdict::Keep;
+    }
+    let Some((label, hyp, premise)) = label_and_hypothesis(p) else {
+        return Verdict::Keep;
+    };
+    if !label.starts_with("entail") {
+        return Verdict::Keep;
+    }
+    let hyp_negated = NEGATION.is_match(&hyp);
+    let hyp_words: HashSet<String> = vocab::words(&hyp).into_iter().collect();
+    if !hyp_negated {
+        // Negated in the premise, or anywhere in the document ("without ... acute
+        // cholecystitis" in the impression while the premise quotes the stones).
+        let mut neg = negated_terms(p, &premise);
+        neg.extend(negated_terms(p, &p.rec.input));
+        if let Some(w) = hyp_words.iter().find(|w| neg.contains(*w) && p.vocab.is_specific(w)) {
+            let d = format!("labelled entailment, but the premise negates {w:?}, which the hypothesis asserts");
+            return Verdict::Drop("nli_label_unsupported", d);
+        }
+    }
+    let premise_numbers: HashSet<String> = NUMBER.find_iter(&premise).map(|m| canon(m.as_str())).collect();
+    if let Some(m) = NUMBER.find_iter(&hyp).find(|m| !premise_numbers.contains(&canon(m.as_str()))) {
+        let d = format!("labelled entailment, but the hypothesis states {:?}, which the premise does not", m.as_str());
+        return Verdict::Drop("nli_label_unsupported", d);
+    }
+    Verdict::Keep
+}
+
+#[cfg(test)]
+mod tests {
+    use super::canon;
+
+    #[test]
+    fn numbers_are_canonical() {
+        assert_eq!(canon("040"), "40");
+        assert_eq!(canon("1,200"), "1200");
+        assert_eq!(canon("1.30"), "1.3");
+        assert_eq!(canon("2.0"), "2");
+        assert_eq!(canon("0.5"), "0.5");
+        assert_eq!(canon("37,5"), "37.5");
+    }
+}
