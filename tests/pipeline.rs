@@ -269,10 +269,11 @@ fn two_endpoints_share_the_load_prompt_only_schemas_work_and_the_api_key_stays_s
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     assert_exactly_once(&out, &planned_ids(&cfg, None));
+    let rejected: Vec<String> = rejects(&out).iter().map(|r| format!("{}: {}", r.reason, r.detail)).collect();
     assert_eq!(
-        rejects(&out).len(),
+        rejected.len(),
         0,
-        "prompt-only schemas still give valid JSON from the mock"
+        "prompt-only schemas still give valid JSON from the mock: {rejected:?}"
     );
     let (sa, sb) = (mock_stats(&a.url), mock_stats(&b.url));
     let (na, nb) = (

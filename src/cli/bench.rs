@@ -29,6 +29,8 @@ pub enum BenchCmd {
     Dedup(super::bench_dedup::DedupBench),
     /// Adaptive concurrency vs a fixed-concurrency sweep against a teacher server.
     Concurrency(super::bench_concurrency::ConcurrencyBench),
+    /// Records per second through the quality gate (no judge).
+    Gate(super::bench_gate::GateBench),
 }
 
 #[derive(Args)]
@@ -131,6 +133,7 @@ pub async fn exec(a: BenchArgs) -> Result<(), Error> {
         BenchCmd::Teacher(a) => a,
         BenchCmd::Dedup(d) => return super::bench_dedup::exec(d),
         BenchCmd::Concurrency(c) => return super::bench_concurrency::exec(c).await,
+        BenchCmd::Gate(g) => return super::bench_gate::exec(g),
     };
     let weights: Weights = serde_json::from_value(json!(a.weights)).map_err(|_| {
         Error::Other(anyhow::anyhow!(

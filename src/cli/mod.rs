@@ -4,6 +4,7 @@
 mod bench;
 mod bench_concurrency;
 mod bench_dedup;
+mod bench_gate;
 mod dedup;
 mod dpo;
 mod eval;

@@ -363,7 +363,7 @@ const MORE: &[&str] = &[
     "Diet was advanced to a cardiac diet, which the patient tolerated without nausea.",
 ];
 
-/// One fixed document (padded with every extra sentence), half the time with an addendum:
+/// One fixed document (padded with every extra sentence), a quarter of the time with an addendum:
 /// exact and near duplicates across items.
 fn duplicate_document(seed: u64, rng: &mut ChaCha8Rng) -> String {
     let mut text = document("", &mut ChaCha8Rng::seed_from_u64(seed));
@@ -371,7 +371,7 @@ fn duplicate_document(seed: u64, rng: &mut ChaCha8Rng) -> String {
         text.push_str("\n\n");
         text.push_str(s);
     }
-    if rng.random::<bool>() {
+    if rng.random_range(0..4) == 0 {
         text.push_str("\n\nAddendum: chart reviewed again by the covering physician today.");
     }
     text
@@ -509,18 +509,62 @@ fn instruction(prompt: &str) -> String {
 }
 
 fn answer(prompt: &str, src: &Source, rng: &mut ChaCha8Rng) -> String {
-    let n = prompt.split_whitespace().count();
-    let p = PROBLEMS[rng.random_range(0..PROBLEMS.len())];
+    // The task, as the mock's own instruction names it ("<Task name> task. ...").
+    let task = prompt.to_lowercase();
     let codes = if src.codes.is_empty() {
         String::new()
     } else {
         format!(" Diagnosis codes (ICD-10-CM): {}.", src.codes.join(", "))
     };
-    format!(
-        "The document describes a patient with {p}. Key findings: fever, tachycardia and an elevated white \
-         cell count support an infectious process. The plan documented is appropriate; renal function should \
-         be monitored.{codes} (Based on a prompt of {n} words.)"
-    )
+    // Grounded in the document: its history and plan sentences, as a teacher would restate
+    // them (the mock's own documents always have both).
+    let sentence = |label: &str| {
+        src.doc
+            .split_once(label)
+            .map(|(_, r)| r.split_once(". ").map_or(r, |(s, _)| s).trim().trim_end_matches('.').to_string())
+    };
+    let (Some(history), Some(plan)) = (sentence("History of present illness: "), sentence("Assessment and plan: ")) else {
+        let p = PROBLEMS[rng.random_range(0..PROBLEMS.len())];
+        return format!("The document describes a patient with {p}.{codes}");
+    };
+    if task.contains("de-identification task") {
+        return redact(&src.doc);
+    }
+    if task.contains("named entity recognition task") {
+        let after = |label: &str, end: char| {
+            src.doc.split_once(label).and_then(|(_, r)| r.split_once(end)).map(|(x, _)| x.trim().to_string())
+        };
+        let items: Vec<String> = [("problem", after("admitted with ", '.')), ("drug", after("Start ", ';')), ("drug", after("continue ", '.'))]
+            .into_iter()
+            .filter_map(|(t, x)| x.map(|x| format!("- {x} ({t})")))
+            .collect();
+        if items.len() >= 2 {
+            return items.join("\n");
+        }
+    }
+    let label = if task.contains("natural language inference task") {
+        " Label: entailment, since the note states it."
+    } else {
+        ""
+    };
+    format!("{history}. The assessment and plan: {plan}.{codes}{label}")
+}
+
+/// The mock's PHI in its own documents: the patient's name, the MRN, the physician.
+fn phi(doc: &str) -> Vec<(String, &'static str)> {
+    static RE: std::sync::LazyLock<[(regex::Regex, &str); 3]> = std::sync::LazyLock::new(|| {
+        let r = |s: &str| regex::Regex::new(s).expect("valid");
+        [(r(r"Patient: ([A-Z][a-z]+ [A-Z][a-z]+)"), "name"), (r(r"MRN: (\d+)"), "id"), (r(r"(Dr\. [A-Z][a-z]+)"), "name")]
+    });
+    RE.iter()
+        .flat_map(|(re, cat)| re.captures_iter(doc).map(|c| (c[1].to_string(), *cat)).collect::<Vec<_>>())
+        .collect()
+}
+
+fn redact(doc: &str) -> String {
+    phi(doc).iter().fold(doc.to_string(), |d, (text, cat)| {
+        d.replace(text.as_str(), &format!("[{}]", cat.to_uppercase()))
+    })
 }
 
 /// A deterministic instance of a (simple) JSON Schema: honours type, enum, const,
@@ -529,6 +573,7 @@ fn answer(prompt: &str, src: &Source, rng: &mut ChaCha8Rng) -> String {
 /// document in the prompt (so spans occur in the input and codes exist).
 #[derive(Default)]
 pub struct Source {
+    doc: String,
     words: Vec<String>,
     codes: Vec<String>,
 }
@@ -544,6 +589,7 @@ impl Source {
         let code = regex::Regex::new(r"ICD-10-CM code ([A-Z][0-9][0-9A-Z](\.[0-9A-Z]{1,4})?)")
             .expect("valid");
         Source {
+            doc: doc.trim().to_string(),
             words: doc.split_whitespace().map(str::to_string).collect(),
             codes: code.captures_iter(doc).map(|c| c[1].to_string()).collect(),
         }
@@ -596,6 +642,17 @@ pub fn instance(schema: &Value, key: &str, src: &Source, rng: &mut ChaCha8Rng) -
                     out.insert(k.clone(), instance(v, k, src, rng));
                 }
             }
+            // Character offsets of a span, where the document has it.
+            if let Some(text) = out.get("text").and_then(Value::as_str) {
+                if let Some(i) = src.doc.find(text) {
+                    let start = src.doc[..i].chars().count();
+                    let end = start + text.chars().count();
+                    if out.contains_key("start") {
+                        out.insert("start".into(), json!(start));
+                        out.insert("end".into(), json!(end));
+                    }
+                }
+            }
             Value::Object(out)
         }
         "array" => {
@@ -603,11 +660,36 @@ pub fn instance(schema: &Value, key: &str, src: &Source, rng: &mut ChaCha8Rng) -
             let max = num("maxItems").unwrap_or(3.0) as usize;
             let min = min.max(1).min(max);
             let n = rng.random_range(min..=(min + 2).min(max).max(min));
-            Value::Array(
-                (0..n)
-                    .map(|_| instance(&schema["items"], key, src, rng))
-                    .collect(),
-            )
+            // A PHI list names the document's PHI.
+            let found = phi(&src.doc);
+            if key == "phi" && !found.is_empty() {
+                return Value::Array(
+                    found
+                        .iter()
+                        .map(|(text, cat)| {
+                            let mut item = instance(&schema["items"], key, src, rng);
+                            item["text"] = json!(text);
+                            item["category"] = json!(cat);
+                            let start = src.doc[..src.doc.find(text.as_str()).unwrap_or(0)].chars().count();
+                            item["start"] = json!(start);
+                            item["end"] = json!(start + text.chars().count());
+                            item
+                        })
+                        .collect(),
+                );
+            }
+            // Distinct items, as a real answer's list has (a few tries per item).
+            let mut items: Vec<Value> = Vec::new();
+            for _ in 0..n * 4 {
+                if items.len() == n {
+                    break;
+                }
+                let v = instance(&schema["items"], key, src, rng);
+                if !items.contains(&v) {
+                    items.push(v);
+                }
+            }
+            Value::Array(items)
         }
         "integer" => {
             let lo = num("minimum").unwrap_or(0.0) as i64;
@@ -629,7 +711,9 @@ pub fn instance(schema: &Value, key: &str, src: &Source, rng: &mut ChaCha8Rng) -
             if key == "code" && !src.codes.is_empty() {
                 return json!(src.codes[rng.random_range(0..src.codes.len())]);
             }
-            if matches!(key, "text" | "evidence") || verbatim {
+            // Every free-text value is the document's words (as a grounded answer's are),
+            // except where the schema wants a pattern, which its examples show.
+            if matches!(key, "text" | "evidence") || verbatim || schema.get("pattern").is_none() {
                 if let Some(span) = src.span(rng, max) {
                     return json!(span);
                 }
