@@ -4,15 +4,17 @@
 //! abbreviations, lay symptom words, units and drug names. Built once per taxonomy.
 
 use crate::taxonomy::Taxonomy;
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, LazyLock, Mutex};
+use rustc_hash::FxHashMap;
+use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 
 /// Lowercased alphanumeric words of `s` (letters and digits; everything else splits).
 pub fn words(s: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut cur = String::new();
     for c in s.chars() {
-        if c.is_alphanumeric() {
+        if c.is_ascii_alphanumeric() {
+            cur.push(c.to_ascii_lowercase());
+        } else if !c.is_ascii() && c.is_alphanumeric() {
             cur.extend(c.to_lowercase());
         } else if !cur.is_empty() {
             out.push(std::mem::take(&mut cur));
@@ -68,7 +70,7 @@ pub const STOPWORDS: &[&str] = &[
 ];
 
 /// Words too common in ICD descriptions and clinical prose to say anything specific.
-const GENERIC: &[&str] = &[
+const GENERIC_WORDS: &[&str] = &[
     "unspecified", "specified", "other", "type", "site", "sites", "part", "parts", "initial",
     "encounter", "subsequent", "sequela", "left", "right", "bilateral", "unilateral", "acute",
     "chronic", "disease", "diseases", "disorder", "disorders", "condition", "conditions",
@@ -287,53 +289,63 @@ const EXPANSIONS: &[(&str, &str)] = &[
     ("smoking", "nicotine tobacco"), ("obese", "obesity"), ("overweight", "obesity"), ("nsr", "sinus rhythm"), ("lbp", "low back pain"),
 ];
 
-/// What the gate knows about clinical language.
+const CLINICAL: u8 = 1;
+const MEDICAL: u8 = 2;
+const GENERIC: u8 = 4;
+const STOP: u8 = 8;
+const DRUG: u8 = 16;
+const TERM: u8 = 32;
+
+/// What the gate knows about clinical language: one map from a word to its classes,
+/// computed once, so a record's words are classified by one lookup each.
 pub struct Vocab {
-    /// Every clinical word (ICD A-T descriptions, taxonomy, the lists above), generic ones included.
-    clinical: HashSet<String>,
-    /// Words too common to count as specific content.
-    generic: HashSet<&'static str>,
-    stop: HashSet<&'static str>,
-    drugs: HashSet<&'static str>,
-    brands: HashMap<&'static str, &'static str>,
-    expansions: HashMap<&'static str, &'static str>,
+    flags: FxHashMap<String, u8>,
+    brands: FxHashMap<&'static str, &'static str>,
+    expansions: FxHashMap<&'static str, &'static str>,
 }
 
 impl Vocab {
     fn build(tax: &Taxonomy) -> Vocab {
-        let stop: HashSet<&'static str> = STOPWORDS.iter().copied().collect();
-        let mut clinical = HashSet::new();
-        let mut add = |text: &str| {
-            for w in words(text) {
-                if w.len() >= 3 && !w.chars().all(|c| c.is_ascii_digit()) && !stop.contains(w.as_str()) {
-                    clinical.insert(w);
-                }
-            }
-        };
+        let mut flags: FxHashMap<String, u8> = FxHashMap::default();
+        let mut set = |w: &str, f: u8| *flags.entry(w.to_string()).or_default() |= f;
+        for w in STOPWORDS {
+            set(w, STOP);
+        }
+        let mut clinical_text = Vec::new();
         // Chapters 1-19 (A00-T88): diseases, findings and injuries. The external-cause,
         // place-of-occurrence and health-status chapters (V-Z) name everyday things
         // (vehicles, sports, hotels) that say nothing about clinical text.
         for c in tax.icd.codes.iter().filter(|c| c.code.as_bytes()[0] <= b'T') {
-            add(&c.description);
+            clinical_text.push(c.description.as_str());
         }
         for d in &tax.documents {
-            add(&d.name);
-            for s in &d.sections {
-                add(s);
+            clinical_text.push(d.name.as_str());
+            clinical_text.extend(d.sections.iter().map(String::as_str));
+        }
+        clinical_text.extend(tax.tasks.iter().map(|t| t.name.as_str()));
+        for text in clinical_text {
+            for w in words(text) {
+                if w.len() >= 3 && !w.chars().all(|c| c.is_ascii_digit()) && !STOPWORDS.contains(&w.as_str()) {
+                    set(&w, CLINICAL);
+                }
             }
         }
-        for t in &tax.tasks {
-            add(&t.name);
+        for w in GENERIC_WORDS {
+            set(w, GENERIC);
         }
-        let mut clinical: HashSet<String> = clinical;
-        clinical.extend(EXTRA_CLINICAL.iter().map(|s| s.to_string()));
-        clinical.extend(DRUGS.iter().map(|s| s.to_string()));
-        clinical.extend(BRANDS.iter().map(|(b, _)| b.to_string()));
+        for w in EXTRA_CLINICAL {
+            set(w, CLINICAL | MEDICAL);
+        }
+        for w in DRUGS.iter().chain(BRANDS.iter().map(|(b, _)| b)) {
+            set(w, CLINICAL | MEDICAL | DRUG | TERM);
+        }
+        for (w, f) in flags.iter_mut() {
+            if *f & CLINICAL != 0 && *f & (GENERIC | STOP) == 0 && w.len() >= 6 && has_medical_affix(w) {
+                *f |= MEDICAL | TERM;
+            }
+        }
         Vocab {
-            clinical,
-            generic: GENERIC.iter().copied().collect(),
-            stop,
-            drugs: DRUGS.iter().copied().collect(),
+            flags,
             brands: BRANDS.iter().copied().collect(),
             expansions: EXPANSIONS.iter().copied().collect(),
         }
@@ -341,6 +353,13 @@ impl Vocab {
 
     /// The vocabulary of `tax`, built on first use and shared.
     pub fn of(tax: &Taxonomy) -> Arc<Vocab> {
+        // The first taxonomy's vocabulary without a lock (one process, one taxonomy, as a
+        // rule); any other behind one.
+        static FIRST: OnceLock<(String, Arc<Vocab>)> = OnceLock::new();
+        let (hash, v) = FIRST.get_or_init(|| (tax.hash.clone(), Arc::new(Vocab::build(tax))));
+        if *hash == tax.hash {
+            return v.clone();
+        }
         static CACHE: LazyLock<Mutex<Option<(String, Arc<Vocab>)>>> =
             LazyLock::new(|| Mutex::new(None));
         let mut slot = CACHE.lock().expect("vocab cache");
@@ -354,41 +373,39 @@ impl Vocab {
         }
     }
 
+    fn flags(&self, w: &str) -> u8 {
+        self.flags.get(w).copied().unwrap_or(0)
+    }
+
     pub fn is_stop(&self, w: &str) -> bool {
-        self.stop.contains(w)
+        self.flags(w) & STOP != 0
     }
 
     pub fn is_clinical(&self, w: &str) -> bool {
-        self.clinical.contains(w) || self.is_drug(w)
+        self.flags(w) & CLINICAL != 0 || drug_stem(w)
     }
 
     /// A clinical word that carries content (not a stopword, not generic).
     pub fn is_specific(&self, w: &str) -> bool {
-        w.len() >= 4 && !self.generic.contains(w) && !self.stop.contains(w) && self.is_clinical(w)
+        let f = self.flags(w);
+        w.len() >= 4 && f & (GENERIC | STOP) == 0 && (f & CLINICAL != 0 || drug_stem(w))
     }
 
     /// A clinical word that looks medical (a Greek or Latin root, an abbreviation we list
     /// as clinical, or a drug), as opposed to everyday words ICD descriptions also use
     /// ("head", "wall", "card").
     pub fn is_medical(&self, w: &str) -> bool {
-        self.is_drug(w)
-            || EXTRA_CLINICAL.contains(&w)
-            || (w.len() >= 6 && self.clinical.contains(w) && !self.generic.contains(w) && has_medical_affix(w))
+        self.flags(w) & MEDICAL != 0 || drug_stem(w)
     }
 
     /// A medical term with content (a root or a drug; not a lay word like "doctor").
     pub fn is_term(&self, w: &str) -> bool {
-        self.is_drug(w)
-            || (w.len() >= 6 && self.clinical.contains(w) && !self.generic.contains(w) && has_medical_affix(w))
+        self.flags(w) & TERM != 0 || drug_stem(w)
     }
 
     /// A word that names a drug (listed, a known brand, or an INN stem).
     pub fn is_drug(&self, w: &str) -> bool {
-        self.drugs.contains(w)
-            || self.brands.contains_key(w)
-            || (w.len() >= 6
-                && w.chars().all(|c| c.is_ascii_lowercase())
-                && DRUG_SUFFIXES.iter().any(|s| w.ends_with(s) && w.len() > s.len() + 2))
+        self.flags(w) & DRUG != 0 || drug_stem(w)
     }
 
     /// The generic a brand stands for (or the word itself).
@@ -400,6 +417,24 @@ impl Vocab {
     pub fn expand(&self, w: &str) -> Option<&'static str> {
         self.expansions.get(w).copied()
     }
+}
+
+/// A word with a drug name's INN stem ("-pril", "-sartan", "-mab").
+fn drug_stem(w: &str) -> bool {
+    w.len() >= 6
+        && w.bytes().all(|c| c.is_ascii_lowercase())
+        && DRUG_SUFFIXES.iter().any(|s| w.len() > s.len() + 2 && w.ends_with(s))
+}
+
+/// A regex with ASCII word boundaries: a Unicode `\b` keeps the regex crate off its fast
+/// DFA engines, and the gate's patterns only ever bound ASCII words.
+pub fn regex(pattern: &str) -> Result<regex::Regex, regex::Error> {
+    regex::Regex::new(&pattern.replace(r"\b", r"(?-u:\b)"))
+}
+
+/// A 64-bit hash of a word, for sets of a record's words that need no allocation.
+pub fn hash(w: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(w.as_bytes())
 }
 
 fn has_medical_affix(w: &str) -> bool {

@@ -3,6 +3,8 @@
 //! text's content words that our clinical vocabulary knows (see `quality::vocab`).
 
 use super::{word_count, FilterCtx, Filter, Prepared, Verdict};
+use rustc_hash::FxHashMap;
+use std::sync::LazyLock;
 
 /// Function words of the languages a teacher drifts into, for texts too short for whatlang.
 const FOREIGN: &[(&str, &[&str])] = &[
@@ -17,16 +19,41 @@ const ENGLISH: &[&str] = &[
     "patient", "what", "which", "are", "from", "by", "as", "at", "be", "has", "no", "not",
 ];
 
-/// The language `words` look like, by function words, when it is clearly not English.
-fn foreign_by_function_words(words: &[String]) -> Option<&'static str> {
-    let english = words.iter().filter(|w| ENGLISH.contains(&w.as_str())).count();
-    FOREIGN
-        .iter()
-        .map(|(lang, fw)| (*lang, words.iter().filter(|w| fw.contains(&w.as_str())).count()))
-        .filter(|&(_, n)| n >= 2 && n > english * 2)
-        .max_by_key(|&(_, n)| n)
-        .map(|(lang, _)| lang)
+/// Each function word with a bit per language of `FOREIGN` (bit 7: English).
+static FUNCTION_WORDS: LazyLock<FxHashMap<&'static str, u8>> = LazyLock::new(|| {
+    let mut m: FxHashMap<&'static str, u8> = FxHashMap::default();
+    for (i, (_, words)) in FOREIGN.iter().enumerate() {
+        for w in *words {
+            *m.entry(w).or_default() |= 1 << i;
+        }
+    }
+    for w in ENGLISH {
+        *m.entry(w).or_default() |= 1 << 7;
+    }
+    m
+});
+
+/// English function words among `words`, and the language `words` look like when it is
+/// clearly not English.
+fn function_words(words: &[String]) -> (usize, Option<&'static str>) {
+    let mut counts = [0usize; 8];
+    for w in words {
+        if let Some(bits) = FUNCTION_WORDS.get(w.as_str()) {
+            for (i, c) in counts.iter_mut().enumerate() {
+                *c += usize::from(bits & (1 << i) != 0);
+            }
+        }
+    }
+    let english = counts[7];
+    let foreign = (0..FOREIGN.len())
+        .filter(|&i| counts[i] >= 2 && counts[i] > english * 2)
+        .max_by_key(|&i| counts[i])
+        .map(|i| FOREIGN[i].0);
+    (english, foreign)
 }
+
+/// whatlang reads this much of a text (its verdict settles within a few hundred bytes).
+const DETECT_BYTES: usize = 500;
 
 pub(crate) struct Language;
 impl Filter for Language {
@@ -59,13 +86,22 @@ impl Filter for Language {
             } else {
                 words
             };
-            if let Some(lang) = foreign_by_function_words(words) {
+            let (english, foreign) = function_words(words);
+            if let Some(lang) = foreign {
                 return Verdict::Drop("non_english", format!("{part} reads as {lang}"));
+            }
+            // Plenty of English function words and none of another language's: English.
+            if english >= 8 || (english >= 3 && english * 12 >= words.len()) {
+                continue;
             }
             if word_count(&prose) < cx.cfg.language_min_words {
                 continue;
             }
-            if let Some(info) = whatlang::detect(&prose) {
+            let mut end = prose.len().min(DETECT_BYTES);
+            while !prose.is_char_boundary(end) {
+                end -= 1;
+            }
+            if let Some(info) = whatlang::detect(&prose[..end]) {
                 if info.lang() != whatlang::Lang::Eng && info.is_reliable() {
                     let d = format!(
                         "{part} detected as {} (confidence {:.2})",

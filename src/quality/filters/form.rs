@@ -5,7 +5,8 @@
 use super::{word_count, FilterCtx, FiltersConfig, Filter, Prepared, Verdict};
 use regex::Regex;
 use serde_json::Value;
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap, FxHashSet};
+use std::collections::HashSet;
 use std::sync::LazyLock;
 
 /// A `json` answer must parse and conform to its task's schema (the engine has already
@@ -34,12 +35,12 @@ impl Filter for SchemaCheck {
 
 /// HTML tags and entities, markdown images and links, code fences in prose.
 static MARKUP: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(
-        r"(?i)</?(?:div|span|img|br|p|a|table|tr|td|th|html|body|head|script|style|strong|em|ul|ol|li|h[1-6]|font|iframe|input|form|meta|link)\b[^>\n]{0,200}>?|&(?:nbsp|amp|lt|gt|quot|apos|#\d{1,5});|!\[[^\]\n]*\]\(|\]\(https?://|https?://\S+|\bwww\.\S+\.\w+",
+    crate::quality::vocab::regex(
+        r"(?i)</?(?:div|span|img|br|p|a|table|tr|td|th|html|body|head|script|style|strong|em|ul|ol|li|h[1-6]|font|iframe|input|form|meta|link)(?:\s|/?>)|&(?:nbsp|amp|lt|gt|quot|apos|#\d{1,5});|!\[[^\]\n]*\]\(|\]\(https?://|https?://\S+|\bwww\.\S+\.\w+",
     )
     .expect("valid regex")
 });
-static FENCE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"```").expect("valid regex"));
+static FENCE: LazyLock<Regex> = LazyLock::new(|| crate::quality::vocab::regex(r"```").expect("valid regex"));
 
 pub(crate) struct Markup;
 impl Filter for Markup {
@@ -103,12 +104,19 @@ impl Filter for Repetition {
     }
     fn check(&self, p: &Prepared, cx: &FilterCtx) -> Verdict {
         // Each json string on its own: enum values legitimately repeat across items.
-        let answer = p.strings.iter().map(|(_, s)| ("answer", s.as_str()));
-        let texts = [("document", p.rec.input.as_str()), ("instruction", p.instruction)]
-            .into_iter()
-            .chain(answer);
-        for (part, text) in texts {
-            if let Some(d) = repetitive(text, cx.cfg) {
+        let mut texts: Vec<(&str, &str, std::borrow::Cow<[String]>)> = vec![
+            ("document", p.rec.input.as_str(), (&p.doc_words[..]).into()),
+            ("instruction", p.instruction, (&p.instr_words[..]).into()),
+        ];
+        if p.is_json() {
+            for (_, s) in &p.strings {
+                texts.push(("answer", s.as_str(), super::vocab::words(s).into()));
+            }
+        } else {
+            texts.push(("answer", p.answer.as_str(), (&p.answer_words[..]).into()));
+        }
+        for (part, text, words) in &texts {
+            if let Some(d) = repetitive(text, words, cx.cfg) {
                 return Verdict::Drop("repetitive", format!("{part}: {d}"));
             }
         }
@@ -122,16 +130,16 @@ impl Filter for Repetition {
     }
 }
 
-/// Why `text` loops, if it does: duplicate lines, repeated word 4-grams, a sentence said
-/// three times, a word four times in a row, or a run of one character.
-pub(crate) fn repetitive(text: &str, c: &FiltersConfig) -> Option<String> {
+/// Why `text` (of `words`) loops, if it does: duplicate lines, repeated word 4-grams, a
+/// sentence said three times, a word four times in a row, or a run of one character.
+pub(crate) fn repetitive(text: &str, words: &[String], c: &FiltersConfig) -> Option<String> {
     let lines: Vec<&str> = text
         .lines()
         .map(str::trim)
         .filter(|l| l.chars().any(char::is_alphanumeric))
         .collect();
     if lines.len() >= c.repetition_min_lines {
-        let distinct = lines.iter().collect::<HashSet<_>>().len();
+        let distinct = lines.iter().collect::<FxHashSet<_>>().len();
         let frac = (lines.len() - distinct) as f64 / lines.len() as f64;
         if frac > c.max_duplicate_line_fraction {
             return Some(format!(
@@ -141,12 +149,14 @@ pub(crate) fn repetitive(text: &str, c: &FiltersConfig) -> Option<String> {
             ));
         }
     }
-    let words = super::vocab::words(text);
+    let hashes: Vec<u64> = words.iter().map(|w| super::vocab::hash(w)).collect();
     if words.len() >= c.repetition_min_words.max(4) {
-        let mut seen = HashSet::new();
-        let grams = words.windows(4);
-        let total = grams.len();
-        let repeats = grams.filter(|g| !seen.insert(*g)).count();
+        let mut seen = FxHashSet::default();
+        let total = hashes.len() - 3;
+        let repeats = hashes
+            .windows(4)
+            .filter(|g| !seen.insert(g[0] ^ g[1].rotate_left(16) ^ g[2].rotate_left(32) ^ g[3].rotate_left(48)))
+            .count();
         let frac = repeats as f64 / total as f64;
         if frac > c.max_repeated_ngram_fraction {
             return Some(format!(
@@ -155,20 +165,36 @@ pub(crate) fn repetitive(text: &str, c: &FiltersConfig) -> Option<String> {
             ));
         }
     }
-    if let Some(w) = words
-        .windows(4)
-        .find(|w| w[0].len() > 1 && w.iter().all(|x| *x == w[0]) && !w[0].chars().all(|c| c.is_ascii_digit()))
-    {
-        return Some(format!("{:?} four times in a row", w[0]));
+    if let Some(i) = (0..hashes.len().saturating_sub(3)).find(|&i| {
+        hashes[i + 1..i + 4].iter().all(|h| *h == hashes[i])
+            && words[i].len() > 1
+            && !words[i].chars().all(|c| c.is_ascii_digit())
+    }) {
+        return Some(format!("{:?} four times in a row", words[i]));
     }
-    let mut sentences: HashMap<String, usize> = HashMap::new();
-    for s in text.split(['.', '!', '?', '\n']) {
-        let key = super::vocab::loose(s);
-        if key.split(' ').count() >= 3 {
-            let n = sentences.entry(key).or_default();
-            *n += 1;
-            if *n == 3 {
-                return Some(format!("the sentence {:?} three times", s.trim()));
+    // Sentences, by the hash of their words (three or more).
+    let mut sentences: FxHashMap<u64, u8> = FxHashMap::default();
+    let (mut h, mut n, mut start) = (0u64, 0usize, 0usize);
+    let mut in_word = false;
+    for (i, ch) in text.char_indices().chain(std::iter::once((text.len(), '.'))) {
+        if ch.is_alphanumeric() {
+            if !in_word {
+                n += 1;
+                h = h.rotate_left(5) ^ 0x9e37_79b9;
+            }
+            in_word = true;
+            h = (h ^ ch.to_ascii_lowercase() as u64).wrapping_mul(0x100_0000_01b3);
+        } else {
+            in_word = false;
+            if matches!(ch, '.' | '!' | '?' | '\n') {
+                if n >= 3 {
+                    let k = sentences.entry(h).or_default();
+                    *k += 1;
+                    if *k == 3 {
+                        return Some(format!("the sentence {:?} three times", text[start..i].trim()));
+                    }
+                }
+                (h, n, start) = (0, 0, i + ch.len_utf8());
             }
         }
     }
@@ -276,7 +302,7 @@ fn cut_off(text: &str, answer_of: Option<&Prepared>) -> Option<String> {
         if let Some(p) = answer_of {
             if last.len() >= 3
                 && last.chars().all(|c| c.is_alphabetic())
-                && !p.source().words.contains(last)
+                && !p.source().has(last)
                 && !p.vocab.is_clinical(last)
                 && p.doc_words.iter().any(|w| w.len() > last.len() + 1 && w.starts_with(last.as_str()))
             {

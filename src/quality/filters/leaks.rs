@@ -9,7 +9,7 @@ use std::sync::LazyLock;
 
 /// Chat-template markers, special tokens and role turns of a transcript.
 static CHAT: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(
+    crate::quality::vocab::regex(
         r"(?im)<\|[a-z_0-9]{2,30}\|>|</?s>|\[/?INST\]|<<\s*/?SYS\s*>>|<(?:start|end)_of_turn>|</?think>|^\s*#{2,4}\s*(?:response|instruction|input|output|answer|assistant|user|system|human)\b|^\s*(?:user|assistant|system|human|ai|bot|gpt|chatgpt|model)\s*:",
     )
     .expect("valid regex")
@@ -32,7 +32,7 @@ impl Filter for ChatMarkup {
 
 /// AI disclaimers and refusals: dropped wherever they appear.
 static REFUSAL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(
+    crate::quality::vocab::regex(
         r"(?i)\bas an ai\b|\bas an? (?:large |ai )?language model\b|\bi(?:'m| am) (?:just |only )?an? (?:ai|artificial intelligence|language model|chatbot|virtual assistant)\b|\bi (?:cannot|can ?not|can['’]t|am unable to|['’]m unable to|am not able to|won['’]t be able to) (?:provide|assist|help with|fulfill?|comply|generate|create|write|give|offer|answer|access|diagnose)\b|\bi(?:'m| am) not (?:a|your) (?:doctor|physician|medical professional|healthcare provider)\b|\bi (?:do not|don['’]t) have access to\b|\bnot (?:a substitute for|intended as) (?:professional )?medical advice\b|\bfor (?:informational|educational) purposes only\b",
     )
     .expect("valid regex")
@@ -41,7 +41,7 @@ static REFUSAL: LazyLock<Regex> = LazyLock::new(|| {
 /// Apologies: dropped in the instruction and the answer only, since dialogue documents
 /// legitimately contain them ("I'm sorry, but the biopsy showed ...").
 static APOLOGY: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\bi apologi[sz]e\b|\bi(?:['’]m| am) sorry,? but\b|\bunfortunately,? i\b")
+    crate::quality::vocab::regex(r"(?i)\bi apologi[sz]e\b|\bi(?:['’]m| am) sorry,? but\b|\bunfortunately,? i\b")
         .expect("valid regex")
 });
 
@@ -65,7 +65,7 @@ impl Filter for Refusal {
 
 /// Template syntax and filler: a leak anywhere.
 static TEMPLATE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(
+    crate::quality::vocab::regex(
         r"\{\{|\}\}|\{%|%\}|\{[A-Za-z_][A-Za-z_ ]{1,30}\}|(?i:lorem ipsum)|XXX-XX|\b(?:XX|MM|DD)/(?:XX|DD|MM)/(?:XX|YY){1,2}\b|\bX{2,}\b|_{4,}",
     )
     .expect("valid regex")
@@ -74,7 +74,7 @@ static TEMPLATE: LazyLock<Regex> = LazyLock::new(|| {
 /// Bracketed placeholders such as `[Patient Name]`, `[Insert date]`, `<placeholder>`.
 static BRACKETED: LazyLock<Regex> = LazyLock::new(|| {
     const SLOT: &str = r"insert\b[^\]>\n]*|enter\b[^\]>\n]*|(?:patient|doctor|physician|provider|clinician|nurse|your|my|hospital|clinic|facility|practice|pharmacy)(?:['’]s)? (?:name|address|phone(?: number)?|signature|title)|(?:first |last |full )?name|date(?: of [a-z ]+)?|time|patient|address|phone(?: number)?|mrn|dob|age|location|hospital|clinic|signature|medication(?: name)?|drug(?: name)?|dose|dosage|diagnosis|condition|number|city|state|zip(?: code)?|email|specialty|title";
-    Regex::new(&format!(
+    crate::quality::vocab::regex(&format!(
         r"(?i)\[\s*(?:{SLOT})\s*\]|<\s*(?:{SLOT}|placeholder)\s*>"
     ))
     .expect("valid regex")
@@ -105,7 +105,7 @@ impl Filter for Placeholder {
 
 /// An answer that talks about the task instead of doing it.
 static META: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(
+    crate::quality::vocab::regex(
         r"(?ix)
         ^\s*(?:sure|certainly|of\ course|absolutely|great|okay|ok)\b[,!.]
       | ^\s*here(?:'s|’s|\ is|\ are)\ (?:a|an|the|your|my|some)\b
@@ -132,7 +132,7 @@ static META: LazyLock<Regex> = LazyLock::new(|| {
 
 /// An instruction that is the teacher talking about writing one.
 static META_INSTRUCTION: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(
+    crate::quality::vocab::regex(
         r"(?ix)
         ^\s*(?:sure|certainly|of\ course|absolutely|great|okay|ok)\b[,!.]
       | ^\s*here(?:'s|’s|\ is|\ are)\ (?:a|an|the|your|my|some|one)\b
@@ -154,7 +154,7 @@ static META_INSTRUCTION: LazyLock<Regex> = LazyLock::new(|| {
 
 /// A "document" that is a generation prompt, a template or a description of one.
 static ECHO: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(
+    crate::quality::vocab::regex(
         r"(?ix)
         ^\s*(?:please\ )?(?:write|generate|create|compose|draft|produce|imagine)\ (?:a|an|one|the)\b
       | \b(?:write|generate|create|compose|draft)\ (?:a|an)\ (?:realistic|fictional|synthetic|detailed|sample|brief|short)\b

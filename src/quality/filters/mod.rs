@@ -19,7 +19,7 @@ use crate::schemas::Schemas;
 use crate::taxonomy::Taxonomy;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::collections::HashSet;
+use rustc_hash::FxHashSet;
 use std::sync::{Arc, OnceLock};
 
 /// `[filters]` in the run config.
@@ -365,29 +365,30 @@ impl<'r> Prepared<'r> {
     /// The document's words (with known abbreviations expanded) and the instruction's.
     pub fn source(&self) -> &Source {
         self.doc_set.get_or_init(|| {
-            let mut words: HashSet<String> = HashSet::new();
+            let mut src = Source::default();
+            let mut add = |w: &str| {
+                src.words.insert(vocab::hash(w));
+                if w.chars().count() >= 5 {
+                    src.stems.insert(vocab::hash(vocab::stem(w, 5)));
+                }
+            };
             for w in self.doc_words.iter().chain(&self.instr_words) {
                 if let Some(exp) = self.vocab.expand(w) {
-                    words.extend(exp.split(' ').map(str::to_string));
+                    exp.split(' ').for_each(&mut add);
                 }
-                words.insert(self.vocab.generic_drug(w).to_string());
-                words.insert(w.clone());
+                add(self.vocab.generic_drug(w));
+                add(w);
             }
-            let stems = words
-                .iter()
-                .filter(|w| w.chars().count() >= 5)
-                .map(|w| vocab::stem(w, 5).to_string())
-                .collect();
-            Source { words, stems }
+            src
         })
     }
 
     /// Whether the document or instruction has `w` (or a word sharing its first 5 letters).
     pub fn in_source(&self, w: &str) -> bool {
         let src = self.source();
-        src.words.contains(w)
-            || src.words.contains(self.vocab.generic_drug(w))
-            || (w.chars().count() >= 5 && src.stems.contains(vocab::stem(w, 5)))
+        src.has(w)
+            || src.has(self.vocab.generic_drug(w))
+            || (w.chars().count() >= 5 && src.stems.contains(&vocab::hash(vocab::stem(w, 5))))
     }
 
     /// The document, the instruction and the answer's prose, with their names.
@@ -400,10 +401,18 @@ impl<'r> Prepared<'r> {
     }
 }
 
-/// The words of a record's document and instruction, and their 5-letter stems.
+/// Hashes of the words of a record's document and instruction (abbreviations expanded,
+/// brands mapped to generics), and of their 5-letter stems.
+#[derive(Default)]
 pub(crate) struct Source {
-    pub words: HashSet<String>,
-    pub stems: HashSet<String>,
+    words: FxHashSet<u64>,
+    pub stems: FxHashSet<u64>,
+}
+
+impl Source {
+    pub fn has(&self, w: &str) -> bool {
+        self.words.contains(&vocab::hash(w))
+    }
 }
 
 fn is_json(rec: &Record) -> bool {

@@ -11,7 +11,7 @@ use std::sync::LazyLock;
 
 /// A request: an imperative or modal opening, a request verb anywhere, or a question.
 static REQUEST: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(
+    crate::quality::vocab::regex(
         r"(?i)\?|\b(?:summari[sz]e|list|identify|extract|classify|categori[sz]e|assign|determine|decide|rewrite|re-write|explain|answer|find|correct|fix|write|draft|generate|create|compose|prepare|produce|label|tag|code|redact|remove|mask|replace|de-?identify|anonymi[sz]e|mark|highlight|give|provide|state|tell|describe|outline|pull|capture|record|fill|map|link|pair|match|build|construct|convert|turn|translate|simplify|paraphrase|condense|shorten|sum\s+up|recap|note|flag|point\s+out|show|report|assess|evaluate|judge|check|review|verify|detect|spot|locate|select|choose|pick|rate|rank|order|sort|put|organi[sz]e|arrange|enumerate|specify|indicate|name|document|chart|convert|compile|tabulate|structure|normali[sz]e|infer|conclude|predict|estimate|compare|contrast|clarify|interpret|reword|restate|edit|proofread|revise|update)\b|^\s*(?:please|can|could|would|will|what|which|who|when|where|why|how|is|are|does|do|did|was|were|has|have)\b",
     )
     .expect("valid regex")
@@ -19,7 +19,7 @@ static REQUEST: LazyLock<Regex> = LazyLock::new(|| {
 
 /// Words by which an instruction refers to the document it is about.
 static REFERS: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(
+    crate::quality::vocab::regex(
         r"(?i)\b(?:note|notes|report|letter|document|text|record|records|summary|message|conversation|dialogue|transcript|passage|excerpt|chart|form|label|guideline|protocol|abstract|case|patient|patient's|pt|he|she|his|her|their|it|this|these|above|below|visit|encounter|admission|discharge|results?|findings?|list|order|sheet|handout|leaflet|instructions|claim|request|statement|hypothesis|history|plan|exam|study|trial|narrative|section)\b",
     )
     .expect("valid regex")
@@ -27,7 +27,7 @@ static REFERS: LazyLock<Regex> = LazyLock::new(|| {
 
 /// Requests that are no clinical NLP task, whatever the task type.
 static FOREIGN_TASK: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(
+    crate::quality::vocab::regex(
         r"(?i)\b(?:poem|poetry|haiku|limerick|song|lyrics|rap|joke|jokes|riddle|short\s+story|bedtime\s+story|fairy\s*tale|screenplay|recipe|tweet|slogan|advertisement|ad copy|marketing|essay about|birthday|weather|horoscope|movie\s+review|(?:in|into|to)\s+(?:french|spanish|german|italian|portuguese|chinese|japanese|russian|arabic|hindi|korean)\b)",
     )
     .expect("valid regex")
@@ -141,7 +141,7 @@ fn answer_fits(task: &str, p: &Prepared) -> bool {
 }
 
 static CODE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"\b[A-TV-Z][0-9][0-9A-Z](?:\.[0-9A-Z]{1,4})?\b").expect("valid regex"));
+    LazyLock::new(|| crate::quality::vocab::regex(r"\b[A-TV-Z][0-9][0-9A-Z](?:\.[0-9A-Z]{1,4})?\b").expect("valid regex"));
 
 /// Tasks whose plain_text answer must have its shape whatever the instruction says.
 const STRICT_SHAPE: &[&str] = &["natural_language_inference", "named_entity_recognition"];

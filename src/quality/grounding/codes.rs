@@ -11,7 +11,7 @@ use std::sync::LazyLock;
 
 /// Something shaped like an ICD-10-CM code in free text.
 static CODE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"\b[A-Z][0-9][0-9A-Z](?:\.[0-9A-Z]{1,4})?\b").expect("valid regex")
+    crate::quality::vocab::regex(r"\b[A-Z][0-9][0-9A-Z](?:\.[0-9A-Z]{1,4})?\b").expect("valid regex")
 });
 
 /// The codes a coding answer assigns: `codes[].code` of a json answer; in a plain_text
@@ -113,11 +113,14 @@ fn description_fits(p: &Prepared, code: &IcdCode) -> bool {
     // "No rib fracture" does not support a rib fracture code.
     let negated = super::facts::negated_terms(p, &p.rec.input);
     // Six-letter stems: "fracture" is not "fraction" (of an ejection fraction).
-    let stems6: std::collections::HashSet<&str> =
-        src.words.iter().map(|w| vocab::stem(w, 6)).collect();
+    let stems6: std::collections::HashSet<&str> = p
+        .doc_words
+        .iter()
+        .chain(&p.instr_words)
+        .map(|w| vocab::stem(w, 6))
+        .collect();
     let doc_has = |w: &str| {
-        !negated.contains(w)
-            && (src.words.contains(w) || (w.len() >= 6 && stems6.contains(vocab::stem(w, 6))))
+        !negated.contains(w) && (src.has(w) || (w.len() >= 6 && stems6.contains(vocab::stem(w, 6))))
     };
     // Half the content words, or two: a pneumonia note's "Neck: supple" alone does not
     // support "Fracture of ... neck of right femur".

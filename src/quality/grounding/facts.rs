@@ -36,11 +36,11 @@ fn claims_text(p: &Prepared) -> String {
 }
 
 static NUMBER: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"\d+(?:[.,]\d+)*").expect("valid regex"));
+    LazyLock::new(|| crate::quality::vocab::regex(r"\d+(?:[.,]\d+)*").expect("valid regex"));
 static LIST_MARKER: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(?m)^\s*\(?\d{1,2}[.)]\s").expect("valid regex"));
+    LazyLock::new(|| crate::quality::vocab::regex(r"(?m)^\s*\(?\d{1,2}[.)]\s").expect("valid regex"));
 static DOSE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)(\d+(?:\.\d+)?)\s*(mg|mcg|µg|ug|micrograms?|milligrams?|grams?|g|kg|ml|milliliters?|cc|units?|iu|meq|mmol|percent|%)\b")
+    crate::quality::vocab::regex(r"(?i)(\d+(?:\.\d+)?)\s*(mg|mcg|µg|ug|micrograms?|milligrams?|grams?|g|kg|ml|milliliters?|cc|units?|iu|meq|mmol|percent|%)\b")
         .expect("valid regex")
 });
 
@@ -101,12 +101,25 @@ fn source_numbers(p: &Prepared) -> HashSet<String> {
     set
 }
 
-pub(super) fn numbers(p: &Prepared) -> Verdict {
-    if !restates(&p.rec.task_type) {
+/// What the answer claims: its fact-stating strings joined, and their words.
+pub(super) struct Claims {
+    text: String,
+    words: Vec<String>,
+}
+
+impl Claims {
+    pub(super) fn of(p: &Prepared) -> Claims {
+        let text = claims_text(p);
+        let words = vocab::words(&text);
+        Claims { text, words }
+    }
+}
+
+pub(super) fn numbers(p: &Prepared, c: &Claims) -> Verdict {
+    if !restates(&p.rec.task_type) || !c.text.bytes().any(|b| b.is_ascii_digit()) {
         return Verdict::Keep;
     }
-    let text = claims_text(p);
-    let text = LIST_MARKER.replace_all(&text, " ");
+    let text = LIST_MARKER.replace_all(&c.text, " ");
     let have = source_numbers(p);
     for m in NUMBER.find_iter(&text) {
         // A number inside a code-like token (E11.9, B12) is checked as part of its word.
@@ -122,6 +135,9 @@ pub(super) fn numbers(p: &Prepared) -> Verdict {
     }
     // A dose must be the document's with its unit, or a number the document states bare
     // ("hydrochlorothiazide, 25 in the morning").
+    if !DOSE.is_match(&text) {
+        return Verdict::Keep;
+    }
     let doses: HashSet<(String, &str)> = DOSE
         .captures_iter(&p.rec.input)
         .chain(DOSE.captures_iter(p.instruction))
@@ -142,8 +158,9 @@ pub(super) fn numbers(p: &Prepared) -> Verdict {
 fn bare_numbers(p: &Prepared) -> HashSet<String> {
     let mut out = HashSet::new();
     for text in [p.rec.input.as_str(), p.instruction] {
+        let dose_starts: HashSet<usize> = DOSE.find_iter(text).map(|d| d.start()).collect();
         for m in NUMBER.find_iter(text) {
-            if !DOSE.find_at(text, m.start()).is_some_and(|d| d.start() == m.start()) {
+            if !dose_starts.contains(&m.start()) {
                 out.insert(canon(m.as_str()));
             }
         }
@@ -151,13 +168,12 @@ fn bare_numbers(p: &Prepared) -> HashSet<String> {
     out
 }
 
-pub(super) fn drugs(p: &Prepared) -> Verdict {
+pub(super) fn drugs(p: &Prepared, c: &Claims) -> Verdict {
     if !restates(&p.rec.task_type) {
         return Verdict::Keep;
     }
-    let text = claims_text(p);
-    for w in vocab::words(&text) {
-        if p.vocab.is_drug(&w) && !p.in_source(&w) {
+    for w in &c.words {
+        if p.vocab.is_drug(w) && !p.in_source(w) {
             let d = format!("the answer names {w:?}, which the document does not");
             return Verdict::Drop("ungrounded_drug", d);
         }
@@ -178,16 +194,12 @@ fn claim_limits(task: &str) -> Option<(usize, f64)> {
     }
 }
 
-pub(super) fn claims(p: &Prepared) -> Verdict {
+pub(super) fn claims(p: &Prepared, c: &Claims) -> Verdict {
     let Some((max_new, max_share)) = claim_limits(&p.rec.task_type) else {
         return Verdict::Keep;
     };
-    let text = claims_text(p);
-    let specific: HashSet<String> = vocab::words(&text)
-        .into_iter()
-        .filter(|w| p.vocab.is_term(w))
-        .collect();
-    let mut new: Vec<&String> = specific.iter().filter(|w| !p.in_source(w)).collect();
+    let specific: HashSet<&String> = c.words.iter().filter(|w| p.vocab.is_term(w)).collect();
+    let mut new: Vec<&&String> = specific.iter().filter(|w| !p.in_source(w)).collect();
     new.sort();
     let share = new.len() as f64 / specific.len().max(1) as f64;
     if new.len() >= max_new && share >= max_share {
@@ -203,7 +215,7 @@ pub(super) fn claims(p: &Prepared) -> Verdict {
 }
 
 static NEGATION: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(?:no|not|denies|denied|without|negative for|absent|never|none|free of|ruled out|resolved)\b")
+    crate::quality::vocab::regex(r"(?i)\b(?:no|not|denies|denied|without|negative for|absent|never|none|free of|ruled out|resolved)\b")
         .expect("valid regex")
 });
 
@@ -240,7 +252,7 @@ fn label_and_hypothesis(p: &Prepared) -> Option<(String, String, String)> {
         .1
         .to_string();
     static QUOTED: LazyLock<Regex> =
-        LazyLock::new(|| Regex::new(r#"["“]([^"”]{8,})["”]|(?i)hypothesis\s*:\s*(.+)"#).expect("valid regex"));
+        LazyLock::new(|| crate::quality::vocab::regex(r#"["“]([^"”]{8,})["”]|(?i)hypothesis\s*:\s*(.+)"#).expect("valid regex"));
     let c = QUOTED.captures(p.instruction)?;
     let hyp = c.get(1).or_else(|| c.get(2))?.as_str().to_string();
     Some((label, hyp, p.rec.input.clone()))

@@ -19,6 +19,7 @@ impl Filter for Grounding {
         "grounding"
     }
     fn check(&self, p: &Prepared, cx: &FilterCtx) -> Verdict {
+        let claims = facts::Claims::of(p);
         let checks: [&dyn Fn() -> Verdict; 7] = [
             &|| match p.rec.task_type.as_str() {
                 "clinical_coding" => codes::check(p, &cx.tax.icd),
@@ -28,11 +29,11 @@ impl Filter for Grounding {
                 (Some(a), Some(s)) => quotes::check(p, a, &s.value),
                 _ => Verdict::Keep,
             },
-            &|| facts::numbers(p),
-            &|| facts::drugs(p),
+            &|| facts::numbers(p, &claims),
+            &|| facts::drugs(p, &claims),
             &|| phi::check(p),
             &|| facts::nli(p),
-            &|| facts::claims(p),
+            &|| facts::claims(p, &claims),
         ];
         for c in checks {
             if let v @ Verdict::Drop(..) = c() {

@@ -8,7 +8,7 @@ use regex::Regex;
 use std::sync::LazyLock;
 
 static PHI: LazyLock<Vec<(&'static str, Regex)>> = LazyLock::new(|| {
-    let r = |s: &str| Regex::new(s).expect("valid regex");
+    let r = |s: &str| crate::quality::vocab::regex(s).expect("valid regex");
     vec![
         ("name", r(r"\b(?:Mr|Mrs|Ms|Miss|Dr|Prof)\.?\s+((?:[A-Z][a-zA-Z'’-]+\s+)?[A-Z][a-zA-Z'’-]+)")),
         ("name", r(r"\b((?:[A-Z][a-z'’-]+\s+)(?:[A-Z]\.\s+)?[A-Z][a-z'’-]+),?\s+(?:MD|DO|RN|NP|PA-C|PA|PhD|PharmD|LPN|CNA|MSW|LCSW|DPM|DDS)\b")),
