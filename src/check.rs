@@ -47,6 +47,12 @@ pub fn load(config: &Path, ov: &Overrides) -> Result<Loaded, Error> {
             .schema
             .clone()
             .unwrap_or_else(|| cfg.schemas_dir.join("judge.schema.json"));
+        // A calibration named but unreadable is bad input (no calibration at all only warns).
+        if let Some(cal) = &cfg.judge.calibration {
+            if let Err(p) = crate::quality::calibration::Calibration::load(cal) {
+                problems.push(p);
+            }
+        }
         schemas::compile(&path).map_err(|p| problems.push(p)).ok()
     } else {
         None

@@ -4,6 +4,7 @@
 //! The pipeline is `taxonomy -> plan -> (document -> instruction -> answer) -> validate -> sinks`.
 //! The CLI (`src/main.rs`, `src/cli/`) is a thin layer over this library.
 
+pub mod audit;
 pub mod check;
 pub mod cli;
 pub mod config;

@@ -82,6 +82,12 @@ fn gate_config(dir: &Path, url: &str, items: usize) -> std::path::PathBuf {
     // The common config ends with an [engine] table; replace it with the gate's.
     let text = std::fs::read_to_string(&cfg).unwrap();
     let text = text[..text.find("[engine]").unwrap()].to_string() + GATE;
+    // A judge selects only with a usable calibration (here a stand-in for the mock's).
+    let cal = judge_calibration(dir, "usable", 0.9, 3.0);
+    let text = text.replace(
+        "samples = 3\n",
+        &format!("samples = 3\ncalibration = {cal:?}\n"),
+    );
     std::fs::write(&cfg, text).unwrap();
     cfg
 }

@@ -1,6 +1,7 @@
 //! Command-line interface: clap structs and dispatch. Each command lives in its own file
 //! and is a thin layer over the library.
 
+mod audit;
 mod bench;
 mod bench_concurrency;
 mod bench_dedup;
@@ -48,6 +49,9 @@ enum Cmd {
     MockTeacher(mock::MockArgs),
     /// Show counts, sample rows and rejection reasons of a run directory.
     Inspect(inspect::InspectArgs),
+    /// Run the quality gate over existing rows (JSONL, Parquet, chat rows); `--calibrate`
+    /// measures the judge against labelled rows.
+    Audit(audit::AuditArgs),
     /// Build preference pairs (DPO) from a run's accepted records.
     Dpo(dpo::DpoArgs),
     /// Drop exact and near duplicates from a run's records into a new run directory.
@@ -120,6 +124,7 @@ pub fn main() -> i32 {
             Cmd::Merge(a) => merge::exec(a),
             Cmd::MockTeacher(a) => mock::exec(a).await,
             Cmd::Inspect(a) => inspect::exec(a),
+            Cmd::Audit(a) => audit::exec(a).await,
             Cmd::Dedup(a) => dedup::exec(a),
             Cmd::Dpo(a) => dpo::exec(a).await,
             Cmd::Export(a) => export::exec(a),

@@ -134,6 +134,10 @@ pub async fn exec(a: RunArgs) -> Result<(), Error> {
     if let Some(schema) = l.judge_schema {
         sh = sh.with_judge(judge_teacher, schema);
     }
+    // The judge's calibration figure, or why its scores do not select (also in stats.json).
+    if let Some(j) = &sh.judge {
+        eprintln!("{}", j.selection.message());
+    }
     let sh = Arc::new(sh);
     let summary = engine::run(
         sh,

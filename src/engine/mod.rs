@@ -15,6 +15,7 @@ use crate::config::{RunConfig, WorkOrder};
 use crate::error::Error;
 use crate::plan::{Cell, Plan, PlanItem};
 use crate::prompt::Prompts;
+use crate::quality::calibration::Selection;
 use crate::quality::dedup::{self, Dedup};
 use crate::record::{Record, Rejection};
 use crate::schemas::{Schemas, TaskSchema};
@@ -34,6 +35,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Semaphore};
 
+/// The judge's template (`Prompts::template_for(Stage::Judge, _)` for every item).
+pub const JUDGE_TEMPLATE: &str = "judge.j2";
+
 /// Everything a worker needs, shared read-only across items.
 pub struct Shared {
     pub cfg: RunConfig,
@@ -48,11 +52,13 @@ pub struct Shared {
 }
 
 /// The judge's teacher (the generator's unless `[judge.teacher]` names another, which
-/// then gets its own cap on requests in flight) and its verdict schema.
+/// then gets its own cap on requests in flight), its verdict schema, and whether its
+/// scores select (a usable calibration) or only annotate.
 pub struct JudgeRuntime {
     pub teacher: Arc<dyn Teacher>,
     pub requests: Option<Semaphore>,
     pub schema: TaskSchema,
+    pub selection: Selection,
 }
 
 impl Shared {
@@ -85,12 +91,24 @@ impl Shared {
         let requests = teacher
             .as_ref()
             .map(|t| Semaphore::new(t.capacity().unwrap_or(self.cfg.engine.concurrency)));
+        let selection = Selection::resolve(
+            &self.cfg.judge,
+            &self.judge_model(),
+            &self.prompts.tag(JUDGE_TEMPLATE),
+        );
         self.judge = Some(JudgeRuntime {
             teacher: teacher.unwrap_or_else(|| self.teacher.clone()),
             requests,
             schema,
+            selection,
         });
         self
+    }
+
+    /// The model that judges: `[judge.teacher]`'s, else the generator's.
+    pub fn judge_model(&self) -> String {
+        let c = &self.cfg;
+        c.judge.teacher.as_ref().unwrap_or(&c.teacher).model.clone()
     }
 }
 
@@ -259,6 +277,7 @@ pub async fn run(sh: Arc<Shared>, plan: &Plan, opts: RunOptions) -> Result<Summa
     if let Some(r) = sh.teacher.control_report() {
         stats.concurrency.insert("teacher".into(), r);
     }
+    stats.judge.selection = sh.judge.as_ref().map(|j| j.selection.report());
     // A judge on other servers has its own endpoints (on the same ones, it shares them).
     if let Some(j) = sh.judge.as_ref().filter(|j| j.requests.is_some()) {
         if let Some(r) = j.teacher.control_report() {

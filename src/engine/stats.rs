@@ -61,6 +61,9 @@ pub struct JudgeStats {
     pub mean_judged: BTreeMap<String, f64>,
     pub mean_accepted: BTreeMap<String, f64>,
     pub mean_spread: f64,
+    /// Whether the judge's thresholds applied (a usable calibration) and why not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub selection: Option<serde_json::Value>,
     #[serde(skip)]
     sums: [[f64; 5]; 2],
     #[serde(skip)]

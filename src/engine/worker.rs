@@ -263,11 +263,26 @@ pub async fn process(sh: &Shared, item: &PlanItem) -> Outcome {
     }
 }
 
+/// The judge stage of a planned item: `judge_with` in the item's prompt context.
+async fn judge(sh: &Shared, j: &JudgeRuntime, rec: Record, item: &PlanItem) -> Outcome {
+    let base = prompt::base_context(&sh.tax, &sh.schemas, item);
+    let template = sh.prompts.template_for(Stage::Judge, item);
+    judge_with(sh, j, rec, &template, base).await
+}
+
 /// Score a record with `samples` judge calls (concurrently), aggregate by median and
-/// apply the acceptance rule. The scores land in the record either way.
-async fn judge(sh: &Shared, j: &JudgeRuntime, mut rec: Record, item: &PlanItem) -> Outcome {
+/// apply the judge's selection (its thresholds when calibrated). The scores land in the
+/// record either way. `base`: the prompt context (`prompt::base_context` of a planned
+/// item; `audit` builds one for a row that exists already). Used by `run` and `audit`.
+pub async fn judge_with(
+    sh: &Shared,
+    j: &JudgeRuntime,
+    mut rec: Record,
+    template: &str,
+    base: serde_json::Value,
+) -> Outcome {
     let (output, seed) = (rec.output.clone(), rec.request_seed);
-    let (agg, spent) = score(sh, j, item, &rec, &output, seed).await;
+    let (agg, spent) = score_in(sh, j, template, base, &rec, &output, seed).await;
     rec.attempts += spent.attempts;
     rec.latency_ms += spent.latency_ms;
     rec.prompt_tokens += spent.prompt_tokens;
@@ -287,7 +302,7 @@ async fn judge(sh: &Shared, j: &JudgeRuntime, mut rec: Record, item: &PlanItem) 
     rec.judge_samples = agg.samples;
     rec.judge_spread = Some(agg.spread);
     rec.judge_rationale = Some(agg.rationale);
-    match judge::accept(&sh.cfg.judge, &agg.scores) {
+    match j.selection.accept(&agg.scores) {
         Ok(()) => Ok(rec),
         Err(misses) => Err(reject(rec, "judge", "judge_below_threshold", misses)),
     }
@@ -305,18 +320,32 @@ pub async fn score(
     answer: &str,
     seed: Option<u64>,
 ) -> (Result<judge::Aggregate, String>, Record) {
+    let base = prompt::base_context(&sh.tax, &sh.schemas, item);
+    let template = sh.prompts.template_for(Stage::Judge, item);
+    score_in(sh, j, &template, base, rec, answer, seed).await
+}
+
+/// `score` with the judge template and prompt context given.
+async fn score_in(
+    sh: &Shared,
+    j: &JudgeRuntime,
+    template: &str,
+    base: serde_json::Value,
+    rec: &Record,
+    answer: &str,
+    seed: Option<u64>,
+) -> (Result<judge::Aggregate, String>, Record) {
     let cfg = &sh.cfg.judge;
     let ctx = prompt::with(
-        prompt::base_context(&sh.tax, &sh.schemas, item),
+        base,
         &[
             ("document", &rec.input),
             ("instruction", &rec.instruction),
             ("answer", answer),
         ],
     );
-    let template = sh.prompts.template_for(Stage::Judge, item);
     let sample = |k: u32| {
-        let (ctx, template) = (&ctx, &template);
+        let ctx = &ctx;
         let mut scratch = Record {
             request_seed: seed,
             ..Default::default()

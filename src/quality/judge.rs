@@ -3,6 +3,7 @@
 //! the spread (max - min over samples, worst dimension) is kept. The stage that calls the
 //! teacher lives in `engine::worker`; this module holds the config and the arithmetic.
 
+use super::calibration::Thresholds;
 use crate::config::TeacherConfig;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -40,6 +41,15 @@ pub struct JudgeConfig {
     /// A different teacher for judging (default: the generator's teacher).
     #[serde(default)]
     pub teacher: Option<TeacherConfig>,
+    /// The judge's `calibration.json` (`mediflow audit --calibrate`). Without a usable one
+    /// for this judge model and template, scores are recorded and no threshold applies
+    /// (see `quality::calibration`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<PathBuf>,
+    /// With a usable calibration: `configured` (`min`, `min_mean`) or `calibrated` (the
+    /// calibration's mean-score threshold).
+    #[serde(default, skip_serializing_if = "Thresholds::is_configured")]
+    pub thresholds: Thresholds,
 }
 
 impl Default for JudgeConfig {
@@ -54,6 +64,8 @@ impl Default for JudgeConfig {
             min: d_min(),
             min_mean: d_min_mean(),
             teacher: None,
+            calibration: None,
+            thresholds: Thresholds::Configured,
         }
     }
 }
@@ -113,6 +125,9 @@ impl JudgeConfig {
         }
         if !(0.0..=5.0).contains(&self.min_mean) {
             p.push("`judge.min_mean` must be within 0..=5".into());
+        }
+        if self.thresholds == Thresholds::Calibrated && self.calibration.is_none() {
+            p.push("`judge.thresholds = \"calibrated\"` needs `judge.calibration`".into());
         }
         p
     }
@@ -203,19 +218,30 @@ pub fn aggregate(samples: &[Verdict]) -> Aggregate {
     }
 }
 
-/// The acceptance rule: `Err(detail)` names every threshold the scores miss.
+/// The acceptance rule with `[judge] min` and `min_mean`: `Err(detail)` names every
+/// threshold the scores miss. Runs go through `calibration::Selection`, which applies it
+/// only when the judge is calibrated.
 pub fn accept(cfg: &JudgeConfig, scores: &[f64; 5]) -> Result<(), String> {
+    accept_with(&cfg.min, cfg.min_mean, scores)
+}
+
+/// The acceptance rule with these minimums (per dimension; of the mean, 0 = none).
+pub fn accept_with(
+    min: &BTreeMap<String, f64>,
+    min_mean: f64,
+    scores: &[f64; 5],
+) -> Result<(), String> {
     let mut misses = Vec::new();
     for (i, d) in DIMENSIONS.iter().enumerate() {
-        if let Some(min) = cfg.min.get(*d) {
+        if let Some(min) = min.get(*d) {
             if scores[i] < *min {
                 misses.push(format!("{d} {} < {min}", scores[i]));
             }
         }
     }
     let mean = scores.iter().sum::<f64>() / scores.len() as f64;
-    if mean < cfg.min_mean {
-        misses.push(format!("mean {mean:.2} < {}", cfg.min_mean));
+    if mean < min_mean {
+        misses.push(format!("mean {mean:.2} < {min_mean}"));
     }
     if misses.is_empty() {
         Ok(())

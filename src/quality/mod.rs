@@ -1,6 +1,7 @@
-//! The quality gate: heuristic filters and grounding checks, the LLM judge, and exact +
-//! near-duplicate removal.
+//! The quality gate: heuristic filters and grounding checks, the LLM judge (and its
+//! calibration), and exact + near-duplicate removal.
 
+pub mod calibration;
 pub mod dedup;
 pub mod filters;
 pub mod grounding;

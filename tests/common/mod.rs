@@ -176,3 +176,22 @@ pub fn mock_stats(url: &str) -> serde_json::Value {
     s.read_to_string(&mut buf).unwrap();
     serde_json::from_str(buf.split("\r\n\r\n").nth(1).unwrap().trim()).unwrap()
 }
+
+/// Write a judge `calibration.json` for the mock teacher's model ("mock") and this
+/// repository's judge template, with `verdict` (`usable` / `near_chance`), the mean
+/// score's AUC and threshold; returns its path.
+pub fn judge_calibration(dir: &Path, verdict: &str, auc: f64, threshold: f64) -> PathBuf {
+    let template = std::fs::read(repo().join("templates/judge.j2")).unwrap();
+    let sep = serde_json::json!({"auc": auc, "threshold": threshold, "accuracy": 0.8,
+        "good_kept": 0.8, "junk_rejected": 0.8});
+    let cal = serde_json::json!({
+        "judge_model": "mock", "judge_backend": "openai",
+        "template": format!("judge.j2@{}", mediflow::util::short_hash(template)),
+        "samples": 3, "n": 60, "n_good": 30, "n_junk": 30, "n_unscored": 0,
+        "dimensions": {"mean": sep}, "verdict": verdict,
+        "rule": "usable when the AUC of the mean score is at least 0.7",
+    });
+    let p = dir.join(format!("calibration-{verdict}.json"));
+    std::fs::write(&p, serde_json::to_vec_pretty(&cal).unwrap()).unwrap();
+    p
+}
