@@ -8,7 +8,7 @@ use crate::record::Record;
 use crate::schemas::Schemas;
 use clap::Args;
 use rayon::prelude::*;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -32,28 +32,6 @@ pub struct GateBench {
     pub json: bool,
 }
 
-fn read_rows(path: &Path) -> Result<Vec<Record>, Error> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::Input(vec![Problem::new(path, format!("cannot read: {e}"))]))?;
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let v: Value = serde_json::from_str(line)
-            .map_err(|e| Error::Input(vec![Problem::at(path, Some(i + 1), e.to_string())]))?;
-        let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();
-        out.push(Record {
-            id: s("id"),
-            task_type: s("task_type"),
-            input_data: s("input_data"),
-            output_format: s("output_format"),
-            instruction: s("instruction"),
-            input: s("input"),
-            output: s("output"),
-            ..Default::default()
-        });
-    }
-    Ok(out)
-}
-
 /// CPU seconds this process has used (user + system), so the figure can be read on a
 /// machine that other work shares.
 fn cpu_secs() -> f64 {
@@ -73,10 +51,11 @@ pub fn exec(a: GateBench) -> Result<(), Error> {
     } else {
         a.inputs.clone()
     };
-    let mut rows = Vec::new();
-    for p in &inputs {
-        rows.extend(read_rows(p)?);
-    }
+    // The reader `audit` uses: JSONL or Parquet, Record columns or chat rows.
+    let files = crate::audit::read::expand(&inputs).map_err(|p| Error::Input(vec![p]))?;
+    let rows: Vec<Record> = crate::audit::read::Rows::new(files)
+        .map(|r| r.map(|row| row.record).map_err(|p| Error::Input(vec![p])))
+        .collect::<Result<_, _>>()?;
     if rows.is_empty() {
         return Err(Error::Input(vec![Problem::new(&inputs[0], "no records")]));
     }

@@ -168,7 +168,7 @@ impl Filter for Instruction {
             );
         }
         if let Some(m) = FOREIGN_TASK.find(instruction) {
-            let d = format!("asks for {:?}, which is no {} task", m.as_str(), p.rec.task_type);
+            let d = format!("asks for {:?}, which is no clinical NLP task", m.as_str());
             return Verdict::Drop("instruction_off_task", d);
         }
         if p.is_json() {

@@ -1,5 +1,6 @@
 use super::*;
 use std::path::Path;
+use std::collections::HashSet;
 use std::sync::LazyLock;
 
 /// The real taxonomy and schemas, loaded once.
