@@ -504,7 +504,7 @@ impl RunConfig {
     /// operational knobs (concurrency, URLs, timeouts, limit) may change between attempts.
     pub fn generation_fingerprint(&self) -> serde_json::Value {
         let t = &self.teacher;
-        serde_json::json!({
+        let mut fp = serde_json::json!({
             "seed": self.seed,
             "items": self.items,
             "plan": self.plan,
@@ -528,6 +528,12 @@ impl RunConfig {
                 }
                 j
             }),
-        })
+        });
+        // Settings added later are named only when not at their default, so runs from
+        // before they existed still resume.
+        if t.kind == TeacherKind::Embedded && t.embedded.repetition_last_n != 0 {
+            fp["teacher"]["embedded"]["repetition_last_n"] = t.embedded.repetition_last_n.into();
+        }
+        fp
     }
 }

@@ -203,6 +203,7 @@ impl EmbeddedTeacher {
                 top_p: req.top_p,
                 top_k: self.cfg.top_k,
                 repetition_penalty: self.cfg.repetition_penalty,
+                repetition_last_n: self.cfg.repetition_last_n,
                 seed: req.seed,
             },
             max_tokens: req.max_tokens.max(1) as usize,
