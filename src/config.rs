@@ -24,6 +24,9 @@ pub struct RunConfig {
     pub schemas_dir: PathBuf,
     #[serde(default = "d_out_root")]
     pub out_root: PathBuf,
+    /// `[templates]`: which template profile the prompts come from.
+    #[serde(default)]
+    pub templates: TemplatesConfig,
     #[serde(default)]
     pub plan: PlanConfig,
     pub teacher: TeacherConfig,
@@ -87,6 +90,36 @@ impl QuotaConfig {
         };
         let budget = (target as f64 * self.budget_factor).ceil() as usize;
         Some((target, budget.max(target)))
+    }
+}
+
+/// `[templates]`: the prompt template profile.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplatesConfig {
+    #[serde(default)]
+    pub profile: TemplateProfile,
+}
+
+/// Which templates the stages render (see `prompt::Prompts::template_for`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TemplateProfile {
+    /// The templates at the top of `templates_dir`: detailed rules for capable teachers.
+    #[default]
+    Full,
+    /// `templates_dir/compact/`: short prompts, each with one worked example, for small
+    /// teachers (a 135M model imitates an example far better than it follows rules); a
+    /// template compact does not have falls back to the full one.
+    Compact,
+}
+
+impl TemplateProfile {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TemplateProfile::Full => "full",
+            TemplateProfile::Compact => "compact",
+        }
     }
 }
 
@@ -531,6 +564,9 @@ impl RunConfig {
         });
         // Settings added later are named only when not at their default, so runs from
         // before they existed still resume.
+        if self.templates.profile != TemplateProfile::Full {
+            fp["template_profile"] = self.templates.profile.as_str().into();
+        }
         if t.kind == TeacherKind::Embedded && t.embedded.repetition_last_n != 0 {
             fp["teacher"]["embedded"]["repetition_last_n"] = t.embedded.repetition_last_n.into();
         }

@@ -32,6 +32,12 @@ impl Message {
             content: c.into(),
         }
     }
+    pub fn assistant(c: impl Into<String>) -> Self {
+        Message {
+            role: "assistant".into(),
+            content: c.into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
