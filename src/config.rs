@@ -253,6 +253,22 @@ pub struct StageTokens {
     pub answer: u32,
 }
 
+/// Document tokens per word of a document type's longest length (`length_words[1]`):
+/// SmolLM2's tokenizer gives ~1.3 tokens per word of clinical English (numbers cost one
+/// token per digit), plus headroom for headers and signatures.
+pub const DOCUMENT_TOKENS_PER_WORD: f64 = 1.4;
+
+impl StageTokens {
+    /// The document cap for a type whose length range ends at `max_words`: about
+    /// `DOCUMENT_TOKENS_PER_WORD` tokens per word of that upper end, never above
+    /// `document` (the configured cap is an upper bound), so short types do not get (and
+    /// ramble into) a long type's budget.
+    pub fn document_for(&self, max_words: u32) -> u32 {
+        let by_range = (max_words as f64 * DOCUMENT_TOKENS_PER_WORD).ceil() as u32;
+        by_range.clamp(1, self.document.max(1))
+    }
+}
+
 impl Default for StageTokens {
     fn default() -> Self {
         StageTokens {
@@ -571,5 +587,23 @@ impl RunConfig {
             fp["teacher"]["embedded"]["repetition_last_n"] = t.embedded.repetition_last_n.into();
         }
         fp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StageTokens;
+
+    #[test]
+    fn document_caps_follow_the_word_range_within_the_configured_cap() {
+        let t = StageTokens {
+            document: 600,
+            ..StageTokens::default()
+        };
+        // 1.4 tokens per word of the range's upper end
+        assert_eq!(t.document_for(150), 210);
+        assert_eq!(t.document_for(250), 350);
+        // the configured cap is an upper bound
+        assert_eq!(t.document_for(900), 600);
     }
 }

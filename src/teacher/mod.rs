@@ -128,6 +128,15 @@ pub trait Teacher: Send + Sync {
     fn current_limit(&self) -> Option<usize> {
         None
     }
+    /// The model's context length in tokens (prompt and answer together), where known.
+    fn context_tokens(&self) -> Option<usize> {
+        None
+    }
+    /// Prompt tokens processed and tokens generated so far, counted as the model works
+    /// (not only when a call returns), where the teacher can tell.
+    fn live_tokens(&self) -> Option<(u64, u64)> {
+        None
+    }
     /// A short live status for the progress display.
     fn status_line(&self) -> Option<String> {
         None
