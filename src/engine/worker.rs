@@ -307,6 +307,24 @@ fn trim_to_sentence(text: &str, min_words: usize) -> Option<String> {
 /// Run one item through every stage: generation, then the quality gate (filters, judge).
 /// Deduplication and quotas are decided by the writer, in plan order.
 pub async fn process(sh: &Shared, item: &PlanItem) -> Outcome {
+    let outcome = gate(sh, item).await;
+    if let Err(j) = &outcome {
+        // The stages it did not reach count as done for the progress display.
+        let reached: u64 = match j.stage.as_str() {
+            "document" => 0,
+            "instruction" => 1,
+            "answer" => 2,
+            "judge" => 4,
+            _ => 3,
+        };
+        sh.progress
+            .stages_skipped
+            .fetch_add(sh.stages_per_item().saturating_sub(reached), Ordering::Relaxed);
+    }
+    outcome
+}
+
+async fn gate(sh: &Shared, item: &PlanItem) -> Outcome {
     let rec = produce(sh, item).await?;
     let cx = FilterCtx {
         tax: &sh.tax,
@@ -328,6 +346,7 @@ pub async fn process(sh: &Shared, item: &PlanItem) -> Outcome {
 async fn judge(sh: &Shared, j: &JudgeRuntime, mut rec: Record, item: &PlanItem) -> Outcome {
     let (output, seed) = (rec.output.clone(), rec.request_seed);
     let (agg, spent) = score(sh, j, item, &rec, &output, seed).await;
+    sh.progress.stage_done(Stage::Judge);
     rec.attempts += spent.attempts;
     rec.latency_ms += spent.latency_ms;
     rec.prompt_tokens += spent.prompt_tokens;
@@ -439,6 +458,7 @@ async fn produce(sh: &Shared, item: &PlanItem) -> Outcome {
         Err((reason, detail)) => return Err(reject(rec, "document", &reason, detail)),
     };
     rec.input = document.clone();
+    sh.progress.stage_done(Stage::Document);
 
     let ctx = prompt::with(base, &[("document", &document)]);
     let tpl = sh.prompts.template_for(Stage::Instruction, item);
@@ -446,6 +466,7 @@ async fn produce(sh: &Shared, item: &PlanItem) -> Outcome {
         Ok(i) => i,
         Err((reason, detail)) => return Err(reject(rec, "instruction", &reason, detail)),
     };
+    sh.progress.stage_done(Stage::Instruction);
     // A stored `json` instruction carries its schema, so the dataset is self-contained: a
     // model trained on it sees the format it must produce. The answer prompt gets the bare
     // instruction (its template adds the schema once itself).
@@ -467,6 +488,7 @@ async fn produce(sh: &Shared, item: &PlanItem) -> Outcome {
         Err((reason, detail)) => return Err(reject(rec, "answer", &reason, detail)),
     };
     rec.output = answer;
+    sh.progress.stage_done(Stage::Answer);
 
     if item.format != "json" {
         return Ok(rec);
