@@ -2,7 +2,7 @@
 //! run can use with a sample context, build the plan, and report every problem at once.
 //! `mediflow check` and `mediflow run` both go through here before any teacher call.
 
-use crate::config::{Overrides, RunConfig};
+use crate::config::{Overrides, RunConfig, TemplateProfile};
 use crate::error::{Error, Problem};
 use crate::plan::{self, Plan, PlanItem, SeedAttrs};
 use crate::prompt::{self, Prompts, Stage};
@@ -27,7 +27,17 @@ pub fn load(config: &Path, ov: &Overrides) -> Result<Loaded, Error> {
     let tax = taxonomy::load(&cfg.taxonomy_dir)
         .map_err(|p| problems.extend(p))
         .ok();
+    let profile = cfg.templates.profile;
+    if profile == TemplateProfile::Compact
+        && !cfg.templates_dir.join(prompt::COMPACT_DIR).is_dir()
+    {
+        problems.push(Problem::new(
+            cfg.templates_dir.join(prompt::COMPACT_DIR),
+            "`templates.profile = \"compact\"` needs this folder of compact templates",
+        ));
+    }
     let prompts = Prompts::load(&cfg.templates_dir)
+        .map(|p| p.with_profile(profile))
         .map_err(|p| problems.extend(p))
         .ok();
     let (Some(tax), Some(prompts)) = (tax, prompts) else {

@@ -24,6 +24,9 @@ pub struct RunConfig {
     pub schemas_dir: PathBuf,
     #[serde(default = "d_out_root")]
     pub out_root: PathBuf,
+    /// `[templates]`: which template profile the prompts come from.
+    #[serde(default)]
+    pub templates: TemplatesConfig,
     #[serde(default)]
     pub plan: PlanConfig,
     pub teacher: TeacherConfig,
@@ -87,6 +90,36 @@ impl QuotaConfig {
         };
         let budget = (target as f64 * self.budget_factor).ceil() as usize;
         Some((target, budget.max(target)))
+    }
+}
+
+/// `[templates]`: the prompt template profile.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplatesConfig {
+    #[serde(default)]
+    pub profile: TemplateProfile,
+}
+
+/// Which templates the stages render (see `prompt::Prompts::template_for`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TemplateProfile {
+    /// The templates at the top of `templates_dir`: detailed rules for capable teachers.
+    #[default]
+    Full,
+    /// `templates_dir/compact/`: short prompts, each with one worked example, for small
+    /// teachers (a 135M model imitates an example far better than it follows rules); a
+    /// template compact does not have falls back to the full one.
+    Compact,
+}
+
+impl TemplateProfile {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TemplateProfile::Full => "full",
+            TemplateProfile::Compact => "compact",
+        }
     }
 }
 
@@ -218,6 +251,22 @@ pub struct StageTokens {
     pub document: u32,
     pub instruction: u32,
     pub answer: u32,
+}
+
+/// Document tokens per word of a document type's longest length (`length_words[1]`):
+/// SmolLM2's tokenizer gives ~1.3 tokens per word of clinical English (numbers cost one
+/// token per digit), plus headroom for headers and signatures.
+pub const DOCUMENT_TOKENS_PER_WORD: f64 = 1.4;
+
+impl StageTokens {
+    /// The document cap for a type whose length range ends at `max_words`: about
+    /// `DOCUMENT_TOKENS_PER_WORD` tokens per word of that upper end, never above
+    /// `document` (the configured cap is an upper bound), so short types do not get (and
+    /// ramble into) a long type's budget.
+    pub fn document_for(&self, max_words: u32) -> u32 {
+        let by_range = (max_words as f64 * DOCUMENT_TOKENS_PER_WORD).ceil() as u32;
+        by_range.clamp(1, self.document.max(1))
+    }
 }
 
 impl Default for StageTokens {
@@ -504,7 +553,7 @@ impl RunConfig {
     /// operational knobs (concurrency, URLs, timeouts, limit) may change between attempts.
     pub fn generation_fingerprint(&self) -> serde_json::Value {
         let t = &self.teacher;
-        serde_json::json!({
+        let mut fp = serde_json::json!({
             "seed": self.seed,
             "items": self.items,
             "plan": self.plan,
@@ -528,6 +577,33 @@ impl RunConfig {
                 }
                 j
             }),
-        })
+        });
+        // Settings added later are named only when not at their default, so runs from
+        // before they existed still resume.
+        if self.templates.profile != TemplateProfile::Full {
+            fp["template_profile"] = self.templates.profile.as_str().into();
+        }
+        if t.kind == TeacherKind::Embedded && t.embedded.repetition_last_n != 0 {
+            fp["teacher"]["embedded"]["repetition_last_n"] = t.embedded.repetition_last_n.into();
+        }
+        fp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StageTokens;
+
+    #[test]
+    fn document_caps_follow_the_word_range_within_the_configured_cap() {
+        let t = StageTokens {
+            document: 600,
+            ..StageTokens::default()
+        };
+        // 1.4 tokens per word of the range's upper end
+        assert_eq!(t.document_for(150), 210);
+        assert_eq!(t.document_for(250), 350);
+        // the configured cap is an upper bound
+        assert_eq!(t.document_for(900), 600);
     }
 }

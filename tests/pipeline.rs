@@ -346,7 +346,7 @@ fn text_cut_at_the_token_cap_is_trimmed_and_flagged_not_retried() {
     // Every reply is cut in half with finish_reason=length. The mock's documents keep whole
     // sentences; its instructions (task name, description, request) keep theirs when the
     // cut leaves enough words, else the item is rejected without a retry; answers are
-    // retried by policy and then rejected.
+    // tried once more at twice their cap (1024 -> 2048) and then rejected.
     let m = mock(&["--rate-truncate", "1.0"]);
     let cfg = config(tmp.path(), &m.url, 8, "max_attempts = 2\n");
     let out = tmp.path().join("out");
@@ -381,6 +381,11 @@ fn text_cut_at_the_token_cap_is_trimmed_and_flagged_not_retried() {
                     "{bare}"
                 );
                 assert_eq!(r.attempts, 4, "document 1 + instruction 1 + answer 2");
+                assert!(
+                    j.detail.contains("(2048 tokens), already raised once"),
+                    "{}",
+                    j.detail
+                );
             }
             other => panic!("rejected at {other}"),
         }

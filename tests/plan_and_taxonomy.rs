@@ -90,3 +90,40 @@ fn small_plan_still_spreads_over_tasks_and_formats() {
     assert_eq!(a["summary"]["by_format"].as_object().unwrap().len(), 2);
     assert!(a["summary"]["document_types"].as_u64().unwrap() >= 15);
 }
+
+#[test]
+fn plan_shows_prompt_tokens_per_item_for_the_chosen_profile() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config(tmp.path(), "http://unused.invalid", 6, "");
+    let full = plan_json(&cfg, &[]);
+    let per_item = |v: &serde_json::Value| -> Vec<u64> {
+        let rows = v["item_prompt_tokens"].as_array().unwrap();
+        assert_eq!(rows.len(), 6);
+        for (row, item) in rows.iter().zip(v["items"].as_array().unwrap()) {
+            assert_eq!(row["id"], item["id"]);
+            let parts: u64 = ["document", "instruction", "answer"]
+                .iter()
+                .map(|k| row[*k].as_u64().unwrap())
+                .sum();
+            assert!(parts > 0 && row["total"].as_u64().unwrap() == parts, "{row}");
+        }
+        rows.iter().map(|r| r["total"].as_u64().unwrap()).collect()
+    };
+    assert_eq!(full["estimate"]["template_profile"], "full");
+    let full_tokens = per_item(&full);
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, format!("{text}\n[templates]\nprofile = \"compact\"\n")).unwrap();
+    let compact = plan_json(&cfg, &[]);
+    assert_eq!(compact["estimate"]["template_profile"], "compact");
+    let compact_tokens = per_item(&compact);
+    // The same items, with far shorter prompts.
+    assert_eq!(compact["items"], full["items"]);
+    for (c, f) in compact_tokens.iter().zip(&full_tokens) {
+        assert!(c * 10 < f * 8, "compact {c} vs full {f} prompt tokens");
+    }
+    // The text output lists them too.
+    let o = run(&["plan", "--config", cfg.to_str().unwrap()]);
+    let out = stdout(&o);
+    assert!(out.contains("prompt tokens per item (compact templates)"), "{out}");
+    assert!(out.contains(compact["items"][0]["id"].as_str().unwrap()), "{out}");
+}

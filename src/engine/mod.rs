@@ -110,6 +110,12 @@ impl Shared {
         let c = &self.cfg;
         c.judge.teacher.as_ref().unwrap_or(&c.teacher).model.clone()
     }
+
+    /// Teacher stages per item, as the progress display counts them: document,
+    /// instruction and answer, and judging when the judge is on.
+    pub fn stages_per_item(&self) -> u64 {
+        3 + u64::from(self.judge.is_some())
+    }
 }
 
 pub struct RunOptions {
@@ -211,6 +217,7 @@ pub async fn run(sh: Arc<Shared>, plan: &Plan, opts: RunOptions) -> Result<Summa
         sh.progress.clone(),
         stats.planned,
         resumed_from,
+        sh.stages_per_item(),
         sh.teacher.clone(),
     );
     let cap = sh.teacher.capacity().unwrap_or(sh.cfg.engine.concurrency);

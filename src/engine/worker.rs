@@ -84,7 +84,7 @@ fn generator<'a>(sh: &'a Shared, rec: &Record, stage: Stage) -> Target<'a> {
         teacher: &*sh.teacher,
         requests: &sh.requests,
         max_tokens: match stage {
-            Stage::Document => t.max_tokens.document,
+            Stage::Document => document_cap(sh, &rec.input_data),
             Stage::Instruction => t.max_tokens.instruction,
             _ => t.max_tokens.answer,
         },
@@ -93,6 +93,16 @@ fn generator<'a>(sh: &'a Shared, rec: &Record, stage: Stage) -> Target<'a> {
         json_schema: (json_item && t.response_format == ResponseFormatMode::Server)
             .then(|| sh.schemas.get(&rec.task_type).map(|s| s.value.clone()))
             .flatten(),
+    }
+}
+
+/// The document stage's token cap for a document type: from its word range, at most
+/// `teacher.max_tokens.document` (see `StageTokens::document_for`).
+pub fn document_cap(sh: &Shared, document: &str) -> u32 {
+    let t = &sh.cfg.teacher.max_tokens;
+    match sh.tax.document(document) {
+        Some(d) => t.document_for(d.length_words[1]),
+        None => t.document,
     }
 }
 
@@ -141,6 +151,9 @@ pub async fn call(
         stage: stage.as_str(),
     };
     let mut attempt = 0;
+    // An answer cut at its cap gets one more try at a larger cap (not counted against
+    // `engine.max_attempts`); cut again, it is rejected.
+    let mut enlarged = false;
     loop {
         attempt += 1;
         rec.attempts += 1;
@@ -210,6 +223,38 @@ pub async fn call(
                 }
                 return Ok(text);
             }
+            // An answer (or repaired answer) cut at its cap is not a sentence to keep, and
+            // sampled again at the same cap it is likely cut again: one retry at a larger
+            // cap, within the model's context, then `truncated`.
+            Err(TeacherError::Truncated { usage, .. })
+                if matches!(stage, Stage::Answer | Stage::Repair) =>
+            {
+                sh.progress.retries.fetch_add(1, Ordering::Relaxed);
+                let larger = larger_cap(req.max_tokens, usage.prompt_tokens, to.teacher);
+                match larger {
+                    Some(cap) if !enlarged => {
+                        tracing::debug!(
+                            target: "mediflow::calls",
+                            id = %rec.id,
+                            stage = stage.as_str(),
+                            "cut at {} tokens; once more at {cap}",
+                            req.max_tokens
+                        );
+                        enlarged = true;
+                        req.max_tokens = cap;
+                    }
+                    _ => {
+                        return Err((
+                            "truncated".to_string(),
+                            format!(
+                                "after {attempt} attempt(s): cut at the token cap ({} tokens){}",
+                                req.max_tokens,
+                                if enlarged { ", already raised once" } else { "" }
+                            ),
+                        ))
+                    }
+                }
+            }
             Err(e) => {
                 sh.progress.retries.fetch_add(1, Ordering::Relaxed);
                 if classify(&e) == Decision::DontRetry || attempt >= sh.cfg.engine.max_attempts {
@@ -222,6 +267,21 @@ pub async fn call(
             }
         }
     }
+}
+
+/// How much a truncated answer's cap grows for its one retry.
+const TRUNCATED_CAP_FACTOR: u32 = 2;
+
+/// The cap for the retry of an answer cut at `cap` tokens: `TRUNCATED_CAP_FACTOR` times
+/// larger, within what the teacher's context leaves after the prompt (where it says);
+/// `None` when that is no larger.
+fn larger_cap(cap: u32, prompt_tokens: u64, teacher: &dyn Teacher) -> Option<u32> {
+    let mut larger = cap.saturating_mul(TRUNCATED_CAP_FACTOR);
+    if let Some(ctx) = teacher.context_tokens() {
+        let room = (ctx as u64).saturating_sub(prompt_tokens + 1);
+        larger = larger.min(room.min(u32::MAX as u64) as u32);
+    }
+    (larger > cap).then_some(larger)
 }
 
 /// Text cut at the token cap with fewer words than this in complete sentences is rejected.
@@ -247,6 +307,24 @@ fn trim_to_sentence(text: &str, min_words: usize) -> Option<String> {
 /// Run one item through every stage: generation, then the quality gate (filters, judge).
 /// Deduplication and quotas are decided by the writer, in plan order.
 pub async fn process(sh: &Shared, item: &PlanItem) -> Outcome {
+    let outcome = gate(sh, item).await;
+    if let Err(j) = &outcome {
+        // The stages it did not reach count as done for the progress display.
+        let reached: u64 = match j.stage.as_str() {
+            "document" => 0,
+            "instruction" => 1,
+            "answer" => 2,
+            "judge" => 4,
+            _ => 3,
+        };
+        sh.progress
+            .stages_skipped
+            .fetch_add(sh.stages_per_item().saturating_sub(reached), Ordering::Relaxed);
+    }
+    outcome
+}
+
+async fn gate(sh: &Shared, item: &PlanItem) -> Outcome {
     let rec = produce(sh, item).await?;
     let cx = FilterCtx {
         tax: &sh.tax,
@@ -283,6 +361,7 @@ pub async fn judge_with(
 ) -> Outcome {
     let (output, seed) = (rec.output.clone(), rec.request_seed);
     let (agg, spent) = score_in(sh, j, template, base, &rec, &output, seed).await;
+    sh.progress.stage_done(Stage::Judge);
     rec.attempts += spent.attempts;
     rec.latency_ms += spent.latency_ms;
     rec.prompt_tokens += spent.prompt_tokens;
@@ -408,6 +487,7 @@ async fn produce(sh: &Shared, item: &PlanItem) -> Outcome {
         Err((reason, detail)) => return Err(reject(rec, "document", &reason, detail)),
     };
     rec.input = document.clone();
+    sh.progress.stage_done(Stage::Document);
 
     let ctx = prompt::with(base, &[("document", &document)]);
     let tpl = sh.prompts.template_for(Stage::Instruction, item);
@@ -415,6 +495,7 @@ async fn produce(sh: &Shared, item: &PlanItem) -> Outcome {
         Ok(i) => i,
         Err((reason, detail)) => return Err(reject(rec, "instruction", &reason, detail)),
     };
+    sh.progress.stage_done(Stage::Instruction);
     // A stored `json` instruction carries its schema, so the dataset is self-contained: a
     // model trained on it sees the format it must produce. The answer prompt gets the bare
     // instruction (its template adds the schema once itself).
@@ -436,6 +517,7 @@ async fn produce(sh: &Shared, item: &PlanItem) -> Outcome {
         Err((reason, detail)) => return Err(reject(rec, "answer", &reason, detail)),
     };
     rec.output = answer;
+    sh.progress.stage_done(Stage::Answer);
 
     if item.format != "json" {
         return Ok(rec);
@@ -491,7 +573,37 @@ async fn produce(sh: &Shared, item: &PlanItem) -> Outcome {
 
 #[cfg(test)]
 mod tests {
-    use super::trim_to_sentence;
+    use super::{larger_cap, trim_to_sentence};
+    use crate::teacher::{ChatRequest, ChatResponse, Teacher, TeacherError};
+
+    /// A teacher that only states its context length.
+    struct Ctx(Option<usize>);
+
+    #[async_trait::async_trait]
+    impl Teacher for Ctx {
+        fn backend(&self) -> &'static str {
+            "test"
+        }
+        async fn chat(&self, _: &ChatRequest) -> Result<ChatResponse, TeacherError> {
+            Err(TeacherError::Empty)
+        }
+        async fn probe(&self) -> Result<String, String> {
+            Ok(String::new())
+        }
+        fn context_tokens(&self) -> Option<usize> {
+            self.0
+        }
+    }
+
+    #[test]
+    fn a_truncated_answer_gets_twice_the_cap_within_the_context() {
+        assert_eq!(larger_cap(128, 900, &Ctx(None)), Some(256));
+        assert_eq!(larger_cap(128, 900, &Ctx(Some(8192))), Some(256));
+        // the context leaves 8192 - 8000 - 1 = 191 tokens after the prompt
+        assert_eq!(larger_cap(128, 8000, &Ctx(Some(8192))), Some(191));
+        // no room to grow: no retry
+        assert_eq!(larger_cap(128, 8100, &Ctx(Some(8192))), None);
+    }
 
     #[test]
     fn truncated_text_is_cut_at_its_last_complete_sentence() {

@@ -32,6 +32,12 @@ impl Message {
             content: c.into(),
         }
     }
+    pub fn assistant(c: impl Into<String>) -> Self {
+        Message {
+            role: "assistant".into(),
+            content: c.into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -120,6 +126,15 @@ pub trait Teacher: Send + Sync {
     }
     /// The requests in flight it allows now, where that moves (adaptive concurrency).
     fn current_limit(&self) -> Option<usize> {
+        None
+    }
+    /// The model's context length in tokens (prompt and answer together), where known.
+    fn context_tokens(&self) -> Option<usize> {
+        None
+    }
+    /// Prompt tokens processed and tokens generated so far, counted as the model works
+    /// (not only when a call returns), where the teacher can tell.
+    fn live_tokens(&self) -> Option<(u64, u64)> {
         None
     }
     /// A short live status for the progress display.

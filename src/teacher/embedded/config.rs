@@ -63,6 +63,11 @@ pub struct EmbeddedConfig {
     pub top_k: usize,
     /// Divide (positive) logits of already-seen tokens by this; 1.0 = off.
     pub repetition_penalty: f32,
+    /// The repetition penalty considers only the last this many tokens (prompt and answer
+    /// so far, as llama.cpp's `repeat_last_n`); 0 = all of them. A window keeps a long
+    /// prompt's words (a document an answer must quote, a worked example) usable while
+    /// still breaking the loops small models fall into.
+    pub repetition_last_n: usize,
     /// Where pulled models live. None = $MEDIFLOW_CACHE, else ~/.cache/mediflow.
     pub cache_dir: Option<PathBuf>,
 }
@@ -78,6 +83,7 @@ impl Default for EmbeddedConfig {
             threads: 0,
             top_k: 0,
             repetition_penalty: 1.0,
+            repetition_last_n: 0,
             cache_dir: None,
         }
     }

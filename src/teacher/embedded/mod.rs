@@ -43,6 +43,7 @@ pub struct EmbeddedTeacher {
     path: PathBuf,
     description: String,
     load_time: Duration,
+    n_ctx: usize,
 }
 
 /// The device named by the config, or the best one present for `auto`.
@@ -130,6 +131,7 @@ impl EmbeddedTeacher {
             threads,
             cfg.max_batch
         );
+        let n_ctx = m.cfg.n_ctx;
         let engine = Engine::start(m, tok.clone(), constrainer, cfg.max_batch, cfg.threads)?;
         let load_time = t0.elapsed();
         tracing::info!("{description} loaded in {:.1}s", load_time.as_secs_f64());
@@ -141,6 +143,7 @@ impl EmbeddedTeacher {
             path,
             description,
             load_time,
+            n_ctx,
         })
     }
 
@@ -203,6 +206,7 @@ impl EmbeddedTeacher {
                 top_p: req.top_p,
                 top_k: self.cfg.top_k,
                 repetition_penalty: self.cfg.repetition_penalty,
+                repetition_last_n: self.cfg.repetition_last_n,
                 seed: req.seed,
             },
             max_tokens: req.max_tokens.max(1) as usize,
@@ -266,5 +270,17 @@ impl Teacher for EmbeddedTeacher {
 
     async fn probe(&self) -> Result<String, String> {
         Ok(self.describe())
+    }
+
+    fn context_tokens(&self) -> Option<usize> {
+        Some(self.n_ctx)
+    }
+
+    fn live_tokens(&self) -> Option<(u64, u64)> {
+        let s = &self.engine.stats;
+        Some((
+            s.prompt_tokens.load(std::sync::atomic::Ordering::Relaxed),
+            s.generated_tokens.load(std::sync::atomic::Ordering::Relaxed),
+        ))
     }
 }

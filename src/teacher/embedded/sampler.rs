@@ -17,6 +17,9 @@ pub struct SamplingParams {
     pub top_k: usize,
     /// 1.0 = off.
     pub repetition_penalty: f32,
+    /// The penalty looks at the last this many tokens of the prompt and answer; 0 = all
+    /// of them.
+    pub repetition_last_n: usize,
     /// None = a random seed.
     pub seed: Option<u64>,
 }
@@ -28,6 +31,7 @@ impl Default for SamplingParams {
             top_p: 1.0,
             top_k: 0,
             repetition_penalty: 1.0,
+            repetition_last_n: 0,
             seed: None,
         }
     }
@@ -52,7 +56,13 @@ impl Sampler {
     pub fn sample(&mut self, logits: &mut [f32], seen: &[u32]) -> u32 {
         let rp = self.p.repetition_penalty;
         if rp != 1.0 && rp > 0.0 {
-            penalize(logits, seen, rp);
+            let n = self.p.repetition_last_n;
+            let recent = if n > 0 && seen.len() > n {
+                &seen[seen.len() - n..]
+            } else {
+                seen
+            };
+            penalize(logits, recent, rp);
         }
         if self.p.temperature <= 0.0 {
             return fast_argmax(logits);
@@ -200,6 +210,7 @@ mod tests {
             top_p: p,
             top_k: k,
             repetition_penalty: 1.0,
+            repetition_last_n: 0,
             seed: Some(seed),
         }
     }
@@ -237,5 +248,13 @@ mod tests {
             ..params(0.0, 1.0, 0, 0)
         });
         assert_eq!(s.sample(&mut logits.clone(), &[1]), 4);
+        // ... only within the last `repetition_last_n` tokens
+        let mut s = Sampler::new(SamplingParams {
+            repetition_penalty: 2.0,
+            repetition_last_n: 2,
+            ..params(0.0, 1.0, 0, 0)
+        });
+        assert_eq!(s.sample(&mut logits.clone(), &[1, 0, 2]), 1);
+        assert_eq!(s.sample(&mut logits.clone(), &[0, 1, 2]), 4);
     }
 }
