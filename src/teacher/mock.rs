@@ -547,7 +547,13 @@ fn answer(prompt: &str, src: &Source, rng: &mut ChaCha8Rng) -> String {
     } else {
         ""
     };
-    format!("{history}. The assessment and plan: {plan}.{codes}{label}")
+    // Sampled, as a model's answer is: which of the document's findings it adds.
+    let extra = ["Examination: ", "Results: ", "Chief complaint: "]
+        .get(rng.random_range(0..4))
+        .and_then(|l| sentence(l))
+        .map(|x| format!(" {x}."))
+        .unwrap_or_default();
+    format!("{history}. The assessment and plan: {plan}.{extra}{codes}{label}")
 }
 
 /// The mock's PHI in its own documents: the patient's name, the MRN, the physician.
@@ -600,12 +606,19 @@ impl Source {
         let n = rng.random_range(2..=4).min(self.words.len());
         (n > 0).then(|| {
             let start = rng.random_range(0..=self.words.len() - n);
-            let s = self.words[start..start + n].join(" ");
-            s.chars()
-                .take(max_len)
-                .collect::<String>()
-                .trim()
-                .to_string()
+            // Whole words only, within the length limit: a word cut short ("200" -> "20")
+            // would say what the document does not.
+            let mut s = String::new();
+            for w in &self.words[start..start + n] {
+                if s.chars().count() + w.chars().count() + 1 > max_len && !s.is_empty() {
+                    break;
+                }
+                if !s.is_empty() {
+                    s.push(' ');
+                }
+                s.push_str(w);
+            }
+            s.chars().take(max_len).collect::<String>().trim().to_string()
         })
     }
 }
