@@ -74,7 +74,7 @@ samples = 3
 
 [quota]
 target_accepted = "plan"
-budget_factor = 10.0
+budget_factor = 20.0
 "#;
 
 fn gate_config(dir: &Path, url: &str, items: usize) -> std::path::PathBuf {
@@ -101,7 +101,7 @@ fn quotas_are_met_exactly_despite_bad_answers_low_judge_scores_and_duplicates() 
         "--rate-low-judge",
         "0.2",
         "--rate-duplicate",
-        "0.2",
+        "0.3",
     ]);
     let cfg = gate_config(tmp.path(), &m.url, 30);
     let out = tmp.path().join("out");
@@ -193,7 +193,7 @@ fn a_cell_that_cannot_meet_its_quota_says_why() {
     // Every judged record scores low: nothing can be accepted.
     let m = mock(&["--rate-low-judge", "1.0"]);
     let cfg = gate_config(tmp.path(), &m.url, 3);
-    edit(&cfg, "budget_factor = 10.0", "budget_factor = 2.0");
+    edit(&cfg, "budget_factor = 20.0", "budget_factor = 2.0");
     let out = tmp.path().join("out");
     let o = run_to(&cfg, &out, &["--json"]);
     assert!(o.status.success(), "run failed: {}", stderr(&o));
