@@ -28,8 +28,7 @@ pub fn load(config: &Path, ov: &Overrides) -> Result<Loaded, Error> {
         .map_err(|p| problems.extend(p))
         .ok();
     let profile = cfg.templates.profile;
-    if profile == TemplateProfile::Compact
-        && !cfg.templates_dir.join(prompt::COMPACT_DIR).is_dir()
+    if profile == TemplateProfile::Compact && !cfg.templates_dir.join(prompt::COMPACT_DIR).is_dir()
     {
         problems.push(Problem::new(
             cfg.templates_dir.join(prompt::COMPACT_DIR),

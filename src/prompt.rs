@@ -176,10 +176,9 @@ impl Prompts {
             Stage::Inject => vec!["dpo/inject.j2".into()],
         };
         let compact = match self.profile {
-            TemplateProfile::Compact => names
-                .iter()
-                .map(|n| format!("{COMPACT_DIR}/{n}"))
-                .collect(),
+            TemplateProfile::Compact => {
+                names.iter().map(|n| format!("{COMPACT_DIR}/{n}")).collect()
+            }
             TemplateProfile::Full => Vec::new(),
         };
         // The expected name: every stage has one; an instruction has no full default.

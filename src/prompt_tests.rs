@@ -114,8 +114,7 @@ fn context(stage: Stage, base: &Value) -> Value {
 fn both_profiles_pass_the_check_render() {
     let (tax, schemas) = inputs();
     for profile in [TemplateProfile::Full, TemplateProfile::Compact] {
-        let problems =
-            crate::check::smoke_render(tax, schemas, &prompts(profile), &[Stage::Judge]);
+        let problems = crate::check::smoke_render(tax, schemas, &prompts(profile), &[Stage::Judge]);
         assert!(problems.is_empty(), "{profile:?}: {problems:?}");
     }
 }
@@ -126,8 +125,14 @@ fn profiles_select_their_own_tree_and_compact_falls_back_to_full() {
     let it = item(tax, "summarization", "discharge_summary", "plain_text", 3);
     let full = prompts(TemplateProfile::Full);
     let compact = prompts(TemplateProfile::Compact);
-    assert_eq!(full.template_for(Stage::Document, &it), "document/clinical_note.j2");
-    assert_eq!(full.template_for(Stage::Instruction, &it), "instruction/summarization.j2");
+    assert_eq!(
+        full.template_for(Stage::Document, &it),
+        "document/clinical_note.j2"
+    );
+    assert_eq!(
+        full.template_for(Stage::Instruction, &it),
+        "instruction/summarization.j2"
+    );
     assert_eq!(full.template_for(Stage::Answer, &it), "answer/_default.j2");
     assert_eq!(
         compact.template_for(Stage::Document, &it),
@@ -137,14 +142,20 @@ fn profiles_select_their_own_tree_and_compact_falls_back_to_full() {
         compact.template_for(Stage::Instruction, &it),
         "compact/instruction/_default.j2"
     );
-    assert_eq!(compact.template_for(Stage::Answer, &it), "compact/answer/_default.j2");
+    assert_eq!(
+        compact.template_for(Stage::Answer, &it),
+        "compact/answer/_default.j2"
+    );
     // No compact repair or judge template: the full ones.
     assert_eq!(compact.template_for(Stage::Repair, &it), "repair.j2");
     assert_eq!(compact.template_for(Stage::Judge, &it), "judge.j2");
     // A missing instruction template is named by its task, not the compact default.
     let mut odd = it.clone();
     odd.task = "no_such_task".into();
-    assert_eq!(full.template_for(Stage::Instruction, &odd), "instruction/no_such_task.j2");
+    assert_eq!(
+        full.template_for(Stage::Instruction, &odd),
+        "instruction/no_such_task.j2"
+    );
 }
 
 #[test]
@@ -172,7 +183,12 @@ fn every_compact_template_renders_within_budget_for_every_task_document_and_form
                 .render(&name, &context(stage, &base))
                 .unwrap_or_else(|e| panic!("{task}/{document}/{format} {stage:?}: {e}"));
             // The expensive checks once per template, family, task and format.
-            let key = (name.clone(), it.family.clone(), task.clone(), format.clone());
+            let key = (
+                name.clone(),
+                it.family.clone(),
+                task.clone(),
+                format.clone(),
+            );
             if !seen.insert(key) {
                 continue;
             }
@@ -195,7 +211,10 @@ fn every_compact_template_renders_within_budget_for_every_task_document_and_form
             }
         }
     }
-    eprintln!("largest compact system prompt {} tokens, largest prompt overhead {}", worst[0], worst[1]);
+    eprintln!(
+        "largest compact system prompt {} tokens, largest prompt overhead {}",
+        worst[0], worst[1]
+    );
 }
 
 /// The example document and the example answer of a task's answer prompt.
@@ -203,10 +222,16 @@ fn worked_example(p: &Prompts, it: &PlanItem) -> (String, String) {
     let (tax, schemas) = inputs();
     let base = base_context(tax, schemas, it);
     let instr = p
-        .render(&p.template_for(Stage::Instruction, it), &context(Stage::Instruction, &base))
+        .render(
+            &p.template_for(Stage::Instruction, it),
+            &context(Stage::Instruction, &base),
+        )
         .unwrap();
     let answer = p
-        .render(&p.template_for(Stage::Answer, it), &context(Stage::Answer, &base))
+        .render(
+            &p.template_for(Stage::Answer, it),
+            &context(Stage::Answer, &base),
+        )
         .unwrap();
     let instruction = &instr[2].content;
     let doc = answer[1]
@@ -239,8 +264,11 @@ fn worked_examples_are_valid_answers() {
             let (doc, answer) = worked_example(&p, &it);
             let instruction = {
                 let base = base_context(tax, schemas, &it);
-                p.render(&p.template_for(Stage::Instruction, &it), &context(Stage::Instruction, &base))
-                    .unwrap()[2]
+                p.render(
+                    &p.template_for(Stage::Instruction, &it),
+                    &context(Stage::Instruction, &base),
+                )
+                .unwrap()[2]
                     .content
                     .clone()
             };
@@ -253,7 +281,11 @@ fn worked_examples_are_valid_answers() {
                 task.keywords
             );
             if format != "json" {
-                assert!(!answer.trim_start().starts_with('{'), "{}: {answer}", task.id);
+                assert!(
+                    !answer.trim_start().starts_with('{'),
+                    "{}: {answer}",
+                    task.id
+                );
                 continue;
             }
             let v: serde_json::Value = serde_json::from_str(&answer)
@@ -263,7 +295,10 @@ fn worked_examples_are_valid_answers() {
             // Spans with offsets index the example document exactly.
             for key in ["entities", "phi"] {
                 for s in v[key].as_array().into_iter().flatten() {
-                    let (a, b) = (s["start"].as_u64().unwrap() as usize, s["end"].as_u64().unwrap() as usize);
+                    let (a, b) = (
+                        s["start"].as_u64().unwrap() as usize,
+                        s["end"].as_u64().unwrap() as usize,
+                    );
                     assert_eq!(doc.get(a..b), s["text"].as_str(), "{}: span {s}", task.id);
                 }
             }
@@ -275,13 +310,21 @@ fn worked_examples_are_valid_answers() {
                     _ => Vec::new(),
                 };
                 for q in quotes {
-                    assert!(doc.contains(q), "{}: {key} {q:?} not in the example", task.id);
+                    assert!(
+                        doc.contains(q),
+                        "{}: {key} {q:?} not in the example",
+                        task.id
+                    );
                 }
             }
             for list in ["codes", "relations", "factors"] {
                 for x in v[list].as_array().into_iter().flatten() {
                     let q = x["evidence"].as_str().unwrap();
-                    assert!(doc.contains(q), "{}: evidence {q:?} not in the example", task.id);
+                    assert!(
+                        doc.contains(q),
+                        "{}: evidence {q:?} not in the example",
+                        task.id
+                    );
                 }
             }
         }
@@ -298,7 +341,9 @@ fn estimate_tokens_tracks_the_real_tokenizer() {
             let it = item(tax, &task, &document, &format, 4);
             let base = base_context(tax, schemas, &it);
             for stage in [Stage::Document, Stage::Instruction, Stage::Answer] {
-                let m = p.render(&p.template_for(stage, &it), &context(stage, &base)).unwrap();
+                let m = p
+                    .render(&p.template_for(stage, &it), &context(stage, &base))
+                    .unwrap();
                 texts.extend(m.into_iter().map(|x| x.content));
             }
         }
@@ -316,6 +361,9 @@ fn estimate_tokens_tracks_the_real_tokenizer() {
         est += e;
     }
     let ratio = est as f64 / real as f64;
-    eprintln!("estimate / real tokens over {} prompts: {ratio:.3}", texts.len());
+    eprintln!(
+        "estimate / real tokens over {} prompts: {ratio:.3}",
+        texts.len()
+    );
     assert!((0.9..1.1).contains(&ratio), "{ratio}");
 }

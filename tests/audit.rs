@@ -185,7 +185,9 @@ fn parquet_and_chat_rows_are_audited_like_jsonl() {
     // that is no clinical NLP task at all (a translation into French) is still caught.
     let details = off["details"].as_array().unwrap();
     assert!(
-        !details.iter().any(|d| d.as_str().unwrap().contains("has no cue of")),
+        !details
+            .iter()
+            .any(|d| d.as_str().unwrap().contains("has no cue of")),
         "task check skipped: {off}"
     );
     let s = read_json(&out.join("summary.json"));

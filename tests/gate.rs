@@ -19,7 +19,9 @@ struct Labelled {
 }
 
 fn load(file: &str) -> Vec<Labelled> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gate").join(file);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/gate")
+        .join(file);
     let text = std::fs::read_to_string(&path).expect("fixture file");
     text.lines()
         .filter(|l| !l.trim().is_empty())
@@ -55,7 +57,11 @@ fn setup() -> (Taxonomy, Schemas) {
 /// Junk caught and good kept, as fractions, with a line per wrong call.
 fn measure(file: &str, tax: &Taxonomy, schemas: &Schemas) -> (f64, f64, Vec<String>) {
     let cfg = FiltersConfig::default();
-    let cx = FilterCtx { tax, schemas, cfg: &cfg };
+    let cx = FilterCtx {
+        tax,
+        schemas,
+        cfg: &cfg,
+    };
     let rows = load(file);
     assert!(rows.len() >= 50, "{file}: {} rows", rows.len());
     let (mut caught, mut junk, mut kept, mut good) = (0, 0, 0, 0);
@@ -73,7 +79,10 @@ fn measure(file: &str, tax: &Taxonomy, schemas: &Schemas) -> (f64, f64, Vec<Stri
                     kept += 1;
                     e.0 += 1;
                 }
-                Err(d) => wrong.push(format!("{} good {} dropped: {}: {}", r.id, r.rec.task_type, d.reason, d.detail)),
+                Err(d) => wrong.push(format!(
+                    "{} good {} dropped: {}: {}",
+                    r.id, r.rec.task_type, d.reason, d.detail
+                )),
             }
         } else {
             junk += 1;
@@ -81,9 +90,15 @@ fn measure(file: &str, tax: &Taxonomy, schemas: &Schemas) -> (f64, f64, Vec<Stri
                 Err(d) => {
                     caught += 1;
                     e.0 += 1;
-                    caught_by.push(format!("{} {} caught: {}: {}", r.id, r.kind, d.reason, d.detail));
+                    caught_by.push(format!(
+                        "{} {} caught: {}: {}",
+                        r.id, r.kind, d.reason, d.detail
+                    ));
                 }
-                Ok(()) => wrong.push(format!("{} junk {} ({}) passed", r.id, r.kind, r.rec.task_type)),
+                Ok(()) => wrong.push(format!(
+                    "{} junk {} ({}) passed",
+                    r.id, r.kind, r.rec.task_type
+                )),
             }
         }
     }
@@ -94,7 +109,11 @@ fn measure(file: &str, tax: &Taxonomy, schemas: &Schemas) -> (f64, f64, Vec<Stri
     for w in caught_by.iter().chain(&wrong) {
         eprintln!("  {w}");
     }
-    (caught as f64 / junk as f64, kept as f64 / good as f64, wrong)
+    (
+        caught as f64 / junk as f64,
+        kept as f64 / good as f64,
+        wrong,
+    )
 }
 
 #[test]
@@ -135,7 +154,8 @@ fn fixture_sets_are_balanced_and_cover_every_task() {
         for t in &tax.tasks {
             for label in [true, false] {
                 assert!(
-                    rows.iter().any(|r| r.good == label && r.rec.task_type == t.id),
+                    rows.iter()
+                        .any(|r| r.good == label && r.rec.task_type == t.id),
                     "{file}: no {} record of {}",
                     if label { "good" } else { "junk" },
                     t.id

@@ -269,7 +269,10 @@ fn two_endpoints_share_the_load_prompt_only_schemas_work_and_the_api_key_stays_s
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     assert_exactly_once(&out, &planned_ids(&cfg, None));
-    let rejected: Vec<String> = rejects(&out).iter().map(|r| format!("{}: {}", r.reason, r.detail)).collect();
+    let rejected: Vec<String> = rejects(&out)
+        .iter()
+        .map(|r| format!("{}: {}", r.reason, r.detail))
+        .collect();
     assert_eq!(
         rejected.len(),
         0,

@@ -105,14 +105,21 @@ fn plan_shows_prompt_tokens_per_item_for_the_chosen_profile() {
                 .iter()
                 .map(|k| row[*k].as_u64().unwrap())
                 .sum();
-            assert!(parts > 0 && row["total"].as_u64().unwrap() == parts, "{row}");
+            assert!(
+                parts > 0 && row["total"].as_u64().unwrap() == parts,
+                "{row}"
+            );
         }
         rows.iter().map(|r| r["total"].as_u64().unwrap()).collect()
     };
     assert_eq!(full["estimate"]["template_profile"], "full");
     let full_tokens = per_item(&full);
     let text = std::fs::read_to_string(&cfg).unwrap();
-    std::fs::write(&cfg, format!("{text}\n[templates]\nprofile = \"compact\"\n")).unwrap();
+    std::fs::write(
+        &cfg,
+        format!("{text}\n[templates]\nprofile = \"compact\"\n"),
+    )
+    .unwrap();
     let compact = plan_json(&cfg, &[]);
     assert_eq!(compact["estimate"]["template_profile"], "compact");
     let compact_tokens = per_item(&compact);
@@ -124,6 +131,12 @@ fn plan_shows_prompt_tokens_per_item_for_the_chosen_profile() {
     // The text output lists them too.
     let o = run(&["plan", "--config", cfg.to_str().unwrap()]);
     let out = stdout(&o);
-    assert!(out.contains("prompt tokens per item (compact templates)"), "{out}");
-    assert!(out.contains(compact["items"][0]["id"].as_str().unwrap()), "{out}");
+    assert!(
+        out.contains("prompt tokens per item (compact templates)"),
+        "{out}"
+    );
+    assert!(
+        out.contains(compact["items"][0]["id"].as_str().unwrap()),
+        "{out}"
+    );
 }

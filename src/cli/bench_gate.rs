@@ -67,31 +67,52 @@ pub fn exec(a: GateBench) -> Result<(), Error> {
         })
         .collect();
     let cfg = FiltersConfig::default();
-    let cx = FilterCtx { tax: &tax, schemas: &schemas, cfg: &cfg };
+    let cx = FilterCtx {
+        tax: &tax,
+        schemas: &schemas,
+        cfg: &cfg,
+    };
     // Warm the vocabulary (built once per taxonomy) outside the timing.
     let _ = filters::check(&records[0], &cx);
     let (t, cpu0) = (Instant::now(), cpu_secs());
-    let kept_all = records.par_iter().filter(|r| filters::check(r, &cx).is_ok()).count();
+    let kept_all = records
+        .par_iter()
+        .filter(|r| filters::check(r, &cx).is_ok())
+        .count();
     let (all_secs, all_cpu) = (t.elapsed().as_secs_f64(), cpu_secs() - cpu0);
     let one = records.len().min(20_000);
     let t = Instant::now();
-    let kept_one = records[..one].iter().filter(|r| filters::check(r, &cx).is_ok()).count();
+    let kept_one = records[..one]
+        .iter()
+        .filter(|r| filters::check(r, &cx).is_ok())
+        .count();
     let one_secs = t.elapsed().as_secs_f64();
     let threads = rayon::current_num_threads();
     let mut per_filter = serde_json::Map::new();
     if a.per_filter {
         let sample = &records[..records.len().min(2_000)];
         let time = |cfg: &FiltersConfig| {
-            let cx = FilterCtx { tax: &tax, schemas: &schemas, cfg };
+            let cx = FilterCtx {
+                tax: &tax,
+                schemas: &schemas,
+                cfg,
+            };
             let t = Instant::now();
             sample.iter().for_each(|r| {
                 let _ = filters::check_all(r, &cx);
             });
             t.elapsed().as_secs_f64() * 1e6 / sample.len() as f64
         };
-        let names: Vec<String> = filters::FILTERS.iter().map(|(n, _)| n.to_string()).collect();
+        let names: Vec<String> = filters::FILTERS
+            .iter()
+            .map(|(n, _)| n.to_string())
+            .collect();
         let only = |keep: Option<&str>| FiltersConfig {
-            disable: names.iter().filter(|n| Some(n.as_str()) != keep).cloned().collect(),
+            disable: names
+                .iter()
+                .filter(|n| Some(n.as_str()) != keep)
+                .cloned()
+                .collect(),
             ..FiltersConfig::default()
         };
         let base = time(&only(None));

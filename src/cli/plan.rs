@@ -58,7 +58,10 @@ pub fn item_prompt_tokens(l: &Loaded, it: &PlanItem) -> serde_json::Value {
         &[
             ("document", &placeholder(doc_words)),
             ("instruction", &placeholder(INSTRUCTION_WORDS)),
-            ("answer", &placeholder((answer_tokens / TOKENS_PER_WORD) as usize)),
+            (
+                "answer",
+                &placeholder((answer_tokens / TOKENS_PER_WORD) as usize),
+            ),
         ],
     );
     let tokens = |stage: Stage, ctx: &serde_json::Value| -> u64 {
@@ -188,7 +191,10 @@ fn print_item_prompt_tokens(l: &Loaded, items: &[PlanItem], est: &serde_json::Va
     let judge = l.cfg.judge.enabled;
     let sample: Vec<&PlanItem> = items.iter().step_by((items.len() / 2000).max(1)).collect();
     let rows: Vec<_> = sample.iter().map(|it| item_prompt_tokens(l, it)).collect();
-    let totals: Vec<u64> = rows.iter().map(|r| r["total"].as_u64().unwrap_or(0)).collect();
+    let totals: Vec<u64> = rows
+        .iter()
+        .map(|r| r["total"].as_u64().unwrap_or(0))
+        .collect();
     let mean = |k: &str| {
         rows.iter().map(|r| r[k].as_u64().unwrap_or(0)).sum::<u64>() / rows.len().max(1) as u64
     };
@@ -212,7 +218,13 @@ fn print_item_prompt_tokens(l: &Loaded, items: &[PlanItem], est: &serde_json::Va
     }
     println!(
         "  {:<16} {:<28} {:<34} {:<10} {:>8} {:>8} {:>8}{} {:>8}",
-        "item", "task", "document", "format", "document", "instr", "answer",
+        "item",
+        "task",
+        "document",
+        "format",
+        "document",
+        "instr",
+        "answer",
         if judge { "    judge" } else { "" },
         "total"
     );

@@ -249,7 +249,11 @@ pub async fn call(
                             format!(
                                 "after {attempt} attempt(s): cut at the token cap ({} tokens){}",
                                 req.max_tokens,
-                                if enlarged { ", already raised once" } else { "" }
+                                if enlarged {
+                                    ", already raised once"
+                                } else {
+                                    ""
+                                }
                             ),
                         ))
                     }
@@ -317,9 +321,10 @@ pub async fn process(sh: &Shared, item: &PlanItem) -> Outcome {
             "judge" => 4,
             _ => 3,
         };
-        sh.progress
-            .stages_skipped
-            .fetch_add(sh.stages_per_item().saturating_sub(reached), Ordering::Relaxed);
+        sh.progress.stages_skipped.fetch_add(
+            sh.stages_per_item().saturating_sub(reached),
+            Ordering::Relaxed,
+        );
     }
     outcome
 }

@@ -519,11 +519,18 @@ fn answer(prompt: &str, src: &Source, rng: &mut ChaCha8Rng) -> String {
     // Grounded in the document: its history and plan sentences, as a teacher would restate
     // them (the mock's own documents always have both).
     let sentence = |label: &str| {
-        src.doc
-            .split_once(label)
-            .map(|(_, r)| r.split_once(". ").map_or(r, |(s, _)| s).trim().trim_end_matches('.').to_string())
+        src.doc.split_once(label).map(|(_, r)| {
+            r.split_once(". ")
+                .map_or(r, |(s, _)| s)
+                .trim()
+                .trim_end_matches('.')
+                .to_string()
+        })
     };
-    let (Some(history), Some(plan)) = (sentence("History of present illness: "), sentence("Assessment and plan: ")) else {
+    let (Some(history), Some(plan)) = (
+        sentence("History of present illness: "),
+        sentence("Assessment and plan: "),
+    ) else {
         let p = PROBLEMS[rng.random_range(0..PROBLEMS.len())];
         return format!("The document describes a patient with {p}.{codes}");
     };
@@ -532,12 +539,19 @@ fn answer(prompt: &str, src: &Source, rng: &mut ChaCha8Rng) -> String {
     }
     if task.contains("named entity recognition task") {
         let after = |label: &str, end: char| {
-            src.doc.split_once(label).and_then(|(_, r)| r.split_once(end)).map(|(x, _)| x.trim().to_string())
+            src.doc
+                .split_once(label)
+                .and_then(|(_, r)| r.split_once(end))
+                .map(|(x, _)| x.trim().to_string())
         };
-        let items: Vec<String> = [("problem", after("admitted with ", '.')), ("drug", after("Start ", ';')), ("drug", after("continue ", '.'))]
-            .into_iter()
-            .filter_map(|(t, x)| x.map(|x| format!("- {x} ({t})")))
-            .collect();
+        let items: Vec<String> = [
+            ("problem", after("admitted with ", '.')),
+            ("drug", after("Start ", ';')),
+            ("drug", after("continue ", '.')),
+        ]
+        .into_iter()
+        .filter_map(|(t, x)| x.map(|x| format!("- {x} ({t})")))
+        .collect();
         if items.len() >= 2 {
             return items.join("\n");
         }
@@ -560,10 +574,18 @@ fn answer(prompt: &str, src: &Source, rng: &mut ChaCha8Rng) -> String {
 fn phi(doc: &str) -> Vec<(String, &'static str)> {
     static RE: std::sync::LazyLock<[(regex::Regex, &str); 3]> = std::sync::LazyLock::new(|| {
         let r = |s: &str| regex::Regex::new(s).expect("valid");
-        [(r(r"Patient: ([A-Z][a-z]+ [A-Z][a-z]+)"), "name"), (r(r"MRN: (\d+)"), "id"), (r(r"(Dr\. [A-Z][a-z]+)"), "name")]
+        [
+            (r(r"Patient: ([A-Z][a-z]+ [A-Z][a-z]+)"), "name"),
+            (r(r"MRN: (\d+)"), "id"),
+            (r(r"(Dr\. [A-Z][a-z]+)"), "name"),
+        ]
     });
     RE.iter()
-        .flat_map(|(re, cat)| re.captures_iter(doc).map(|c| (c[1].to_string(), *cat)).collect::<Vec<_>>())
+        .flat_map(|(re, cat)| {
+            re.captures_iter(doc)
+                .map(|c| (c[1].to_string(), *cat))
+                .collect::<Vec<_>>()
+        })
         .collect()
 }
 
@@ -618,7 +640,11 @@ impl Source {
                 }
                 s.push_str(w);
             }
-            s.chars().take(max_len).collect::<String>().trim().to_string()
+            s.chars()
+                .take(max_len)
+                .collect::<String>()
+                .trim()
+                .to_string()
         })
     }
 }
@@ -683,7 +709,9 @@ pub fn instance(schema: &Value, key: &str, src: &Source, rng: &mut ChaCha8Rng) -
                             let mut item = instance(&schema["items"], key, src, rng);
                             item["text"] = json!(text);
                             item["category"] = json!(cat);
-                            let start = src.doc[..src.doc.find(text.as_str()).unwrap_or(0)].chars().count();
+                            let start = src.doc[..src.doc.find(text.as_str()).unwrap_or(0)]
+                                .chars()
+                                .count();
                             item["start"] = json!(start);
                             item["end"] = json!(start + text.chars().count());
                             item

@@ -1,7 +1,7 @@
 //! Copying: an answer that is the document (for tasks whose answer is not by design an
 //! edited copy of it) or that restates the instruction.
 
-use super::{FilterCtx, Filter, Prepared, Verdict};
+use super::{Filter, FilterCtx, Prepared, Verdict};
 use std::collections::HashSet;
 
 /// Tasks whose plain_text answer is by design an edited copy of the input (the corrected

@@ -2,17 +2,47 @@
 //! and by function-word counts on short ones; the clinical signal is the share of a
 //! text's content words that our clinical vocabulary knows (see `quality::vocab`).
 
-use super::{word_count, FilterCtx, Filter, Prepared, Verdict};
+use super::{word_count, Filter, FilterCtx, Prepared, Verdict};
 use rustc_hash::FxHashMap;
 use std::sync::LazyLock;
 
 /// Function words of the languages a teacher drifts into, for texts too short for whatlang.
 const FOREIGN: &[(&str, &[&str])] = &[
-    ("Spanish", &["el", "la", "los", "las", "del", "una", "para", "con", "por", "que", "es", "está", "paciente", "resuma", "nota", "según", "cuál", "qué"]),
-    ("French", &["le", "les", "des", "une", "pour", "avec", "est", "dans", "du", "au", "et", "qui", "sur", "résumez", "selon", "quelle"]),
-    ("German", &["der", "die", "das", "und", "ist", "mit", "für", "ein", "eine", "nicht", "den", "dem", "zu", "von", "bitte", "fassen"]),
-    ("Portuguese", &["os", "da", "do", "das", "dos", "uma", "para", "com", "não", "é", "em", "que", "paciente"]),
-    ("Italian", &["il", "gli", "della", "delle", "una", "per", "con", "è", "che", "non", "nel", "paziente"]),
+    (
+        "Spanish",
+        &[
+            "el", "la", "los", "las", "del", "una", "para", "con", "por", "que", "es", "está",
+            "paciente", "resuma", "nota", "según", "cuál", "qué",
+        ],
+    ),
+    (
+        "French",
+        &[
+            "le", "les", "des", "une", "pour", "avec", "est", "dans", "du", "au", "et", "qui",
+            "sur", "résumez", "selon", "quelle",
+        ],
+    ),
+    (
+        "German",
+        &[
+            "der", "die", "das", "und", "ist", "mit", "für", "ein", "eine", "nicht", "den", "dem",
+            "zu", "von", "bitte", "fassen",
+        ],
+    ),
+    (
+        "Portuguese",
+        &[
+            "os", "da", "do", "das", "dos", "uma", "para", "com", "não", "é", "em", "que",
+            "paciente",
+        ],
+    ),
+    (
+        "Italian",
+        &[
+            "il", "gli", "della", "delle", "una", "per", "con", "è", "che", "non", "nel",
+            "paziente",
+        ],
+    ),
 ];
 const ENGLISH: &[&str] = &[
     "the", "and", "of", "to", "in", "is", "with", "for", "on", "was", "a", "an", "this", "that",
@@ -61,7 +91,11 @@ impl Filter for Language {
         "language"
     }
     fn check(&self, p: &Prepared, cx: &FilterCtx) -> Verdict {
-        let answer_words = if p.is_json() { Vec::new() } else { p.answer_words.clone() };
+        let answer_words = if p.is_json() {
+            Vec::new()
+        } else {
+            p.answer_words.clone()
+        };
         for (part, text, words) in [
             ("document", p.rec.input.as_str(), &p.doc_words),
             ("instruction", p.instruction, &p.instr_words),
@@ -182,7 +216,10 @@ pub(crate) fn clinical_share(p: &Prepared, words: &[String]) -> Option<(f64, f64
         .iter()
         .filter(|w| p.vocab.is_clinical(w) || is_measure(w))
         .count();
-    let medical = content.iter().filter(|w| p.vocab.is_medical(w) || is_measure(w)).count();
+    let medical = content
+        .iter()
+        .filter(|w| p.vocab.is_medical(w) || is_measure(w))
+        .count();
     let n = content.len() as f64;
     Some((clinical as f64 / n, medical as f64 / n, content.len()))
 }

@@ -2,10 +2,10 @@
 //! degenerate repetition, text cut off mid-sentence or mid-word, markup residue, and JSON
 //! whose values are empty or filler.
 
-use super::{word_count, FilterCtx, FiltersConfig, Filter, Prepared, Verdict};
+use super::{word_count, Filter, FilterCtx, FiltersConfig, Prepared, Verdict};
 use regex::Regex;
-use serde_json::Value;
 use rustc_hash::{FxHashMap, FxHashSet};
+use serde_json::Value;
 use std::collections::HashSet;
 use std::sync::LazyLock;
 
@@ -40,7 +40,8 @@ static MARKUP: LazyLock<Regex> = LazyLock::new(|| {
     )
     .expect("valid regex")
 });
-static FENCE: LazyLock<Regex> = LazyLock::new(|| crate::quality::vocab::regex(r"```").expect("valid regex"));
+static FENCE: LazyLock<Regex> =
+    LazyLock::new(|| crate::quality::vocab::regex(r"```").expect("valid regex"));
 
 pub(crate) struct Markup;
 impl Filter for Markup {
@@ -155,7 +156,11 @@ pub(crate) fn repetitive(text: &str, words: &[String], c: &FiltersConfig) -> Opt
         let total = hashes.len() - 3;
         let repeats = hashes
             .windows(4)
-            .filter(|g| !seen.insert(g[0] ^ g[1].rotate_left(16) ^ g[2].rotate_left(32) ^ g[3].rotate_left(48)))
+            .filter(|g| {
+                !seen.insert(
+                    g[0] ^ g[1].rotate_left(16) ^ g[2].rotate_left(32) ^ g[3].rotate_left(48),
+                )
+            })
             .count();
         let frac = repeats as f64 / total as f64;
         if frac > c.max_repeated_ngram_fraction {
@@ -176,7 +181,10 @@ pub(crate) fn repetitive(text: &str, words: &[String], c: &FiltersConfig) -> Opt
     let mut sentences: FxHashMap<u64, u8> = FxHashMap::default();
     let (mut h, mut n, mut start) = (0u64, 0usize, 0usize);
     let mut in_word = false;
-    for (i, ch) in text.char_indices().chain(std::iter::once((text.len(), '.'))) {
+    for (i, ch) in text
+        .char_indices()
+        .chain(std::iter::once((text.len(), '.')))
+    {
         if ch.is_alphanumeric() {
             if !in_word {
                 n += 1;
@@ -191,7 +199,10 @@ pub(crate) fn repetitive(text: &str, words: &[String], c: &FiltersConfig) -> Opt
                     let k = sentences.entry(h).or_default();
                     *k += 1;
                     if *k == 3 {
-                        return Some(format!("the sentence {:?} three times", text[start..i].trim()));
+                        return Some(format!(
+                            "the sentence {:?} three times",
+                            text[start..i].trim()
+                        ));
                     }
                 }
                 (h, n, start) = (0, 0, i + ch.len_utf8());
@@ -200,7 +211,11 @@ pub(crate) fn repetitive(text: &str, words: &[String], c: &FiltersConfig) -> Opt
     }
     let mut run = (' ', 0usize);
     for ch in text.chars() {
-        run = if ch == run.0 { (ch, run.1 + 1) } else { (ch, 1) };
+        run = if ch == run.0 {
+            (ch, run.1 + 1)
+        } else {
+            (ch, 1)
+        };
         if run.1 >= 12 && !ch.is_whitespace() && !matches!(ch, '-' | '=' | '_' | '*' | '#' | '.') {
             return Some(format!("{ch:?} {} times in a row", run.1));
         }
@@ -232,11 +247,65 @@ fn repeated_items(v: &Value) -> Option<String> {
 
 /// Words a complete sentence does not end on.
 const DANGLING: &[&str] = &[
-    "a", "an", "the", "and", "or", "but", "of", "to", "with", "for", "in", "on", "at", "by",
-    "from", "is", "are", "was", "were", "be", "that", "which", "who", "as", "into", "than",
-    "his", "her", "their", "its", "our", "your", "my", "this", "these", "those", "if", "because",
-    "including", "such", "per", "via", "no", "not", "nor", "then", "also", "will", "should",
-    "would", "could", "has", "have", "had", "been", "being", "while", "whether", "both",
+    "a",
+    "an",
+    "the",
+    "and",
+    "or",
+    "but",
+    "of",
+    "to",
+    "with",
+    "for",
+    "in",
+    "on",
+    "at",
+    "by",
+    "from",
+    "is",
+    "are",
+    "was",
+    "were",
+    "be",
+    "that",
+    "which",
+    "who",
+    "as",
+    "into",
+    "than",
+    "his",
+    "her",
+    "their",
+    "its",
+    "our",
+    "your",
+    "my",
+    "this",
+    "these",
+    "those",
+    "if",
+    "because",
+    "including",
+    "such",
+    "per",
+    "via",
+    "no",
+    "not",
+    "nor",
+    "then",
+    "also",
+    "will",
+    "should",
+    "would",
+    "could",
+    "has",
+    "have",
+    "had",
+    "been",
+    "being",
+    "while",
+    "whether",
+    "both",
 ];
 
 pub(crate) struct Truncation;
@@ -258,7 +327,11 @@ impl Filter for Truncation {
                 continue;
             }
             if let Some(d) = cut_off(s, Some(p)) {
-                let at = if at.is_empty() { String::new() } else { format!(" {at}") };
+                let at = if at.is_empty() {
+                    String::new()
+                } else {
+                    format!(" {at}")
+                };
                 return Verdict::Drop("truncated_text", format!("answer{at}: {d}"));
             }
         }
@@ -288,7 +361,10 @@ fn cut_off(text: &str, answer_of: Option<&Prepared>) -> Option<String> {
             }
         }
     }
-    if t.matches('"').count() % 2 == 1 && t.rfind('"').is_some_and(|i| t.len() - i < 60 && i > t.len() / 2) {
+    if t.matches('"').count() % 2 == 1
+        && t.rfind('"')
+            .is_some_and(|i| t.len() - i < 60 && i > t.len() / 2)
+    {
         return Some("a quotation is left open at the end".into());
     }
     if last_char.is_alphanumeric() {
@@ -304,7 +380,9 @@ fn cut_off(text: &str, answer_of: Option<&Prepared>) -> Option<String> {
                 && last.chars().all(|c| c.is_alphabetic())
                 && !p.source().has(last)
                 && !p.vocab.is_clinical(last)
-                && p.doc_words.iter().any(|w| w.len() > last.len() + 1 && w.starts_with(last.as_str()))
+                && p.doc_words
+                    .iter()
+                    .any(|w| w.len() > last.len() + 1 && w.starts_with(last.as_str()))
             {
                 return Some(format!("ends mid-word on {last:?}"));
             }
@@ -340,29 +418,82 @@ impl Filter for JsonContent {
 
 /// The subschema that describes the value at JSON pointer `path`.
 fn schema_at<'s>(schema: &'s Value, path: &str) -> &'s Value {
-    path.split('/').filter(|k| !k.is_empty()).fold(schema, |s, k| {
-        if k.parse::<usize>().is_ok() {
-            &s["items"]
-        } else {
-            &s["properties"][k]
-        }
-    })
+    path.split('/')
+        .filter(|k| !k.is_empty())
+        .fold(schema, |s, k| {
+            if k.parse::<usize>().is_ok() {
+                &s["items"]
+            } else {
+                &s["properties"][k]
+            }
+        })
 }
 
 /// Filler that stands where a value should be.
 const FILLER: &[&str] = &[
-    "string", "str", "text", "value", "values", "n/a", "na", "tbd", "todo", "example",
-    "examples", "sample", "placeholder", "lorem ipsum", "xxx", "xx", "x", "...", "…", "null",
-    "none", "undefined", "nan", "test", "foo", "bar", "abc", "etc", "?", "-", "--", "_",
-    "your answer here", "answer", "insert here", "description", "detail", "details",
-    "evidence", "quote", "label", "name", "type", "item", "entity", "summary", "key point",
-    "sentence", "hypothesis", "premise", "rationale", "explanation", "object", "array",
+    "string",
+    "str",
+    "text",
+    "value",
+    "values",
+    "n/a",
+    "na",
+    "tbd",
+    "todo",
+    "example",
+    "examples",
+    "sample",
+    "placeholder",
+    "lorem ipsum",
+    "xxx",
+    "xx",
+    "x",
+    "...",
+    "…",
+    "null",
+    "none",
+    "undefined",
+    "nan",
+    "test",
+    "foo",
+    "bar",
+    "abc",
+    "etc",
+    "?",
+    "-",
+    "--",
+    "_",
+    "your answer here",
+    "answer",
+    "insert here",
+    "description",
+    "detail",
+    "details",
+    "evidence",
+    "quote",
+    "label",
+    "name",
+    "type",
+    "item",
+    "entity",
+    "summary",
+    "key point",
+    "sentence",
+    "hypothesis",
+    "premise",
+    "rationale",
+    "explanation",
+    "object",
+    "array",
 ];
 
 /// Why a json string value is filler rather than content, if it is.
 fn garbage(path: &str, s: &str) -> Option<&'static str> {
     let t = s.trim();
-    let key = path.rsplit('/').find(|k| k.parse::<usize>().is_err()).unwrap_or("");
+    let key = path
+        .rsplit('/')
+        .find(|k| k.parse::<usize>().is_err())
+        .unwrap_or("");
     let low = t.to_lowercase();
     let bare = low.trim_matches(|c: char| !c.is_alphanumeric());
     if t.is_empty() {

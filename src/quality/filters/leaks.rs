@@ -3,7 +3,7 @@
 //! that describes how one would answer) and prompt echo (a "document" that is a
 //! generation prompt or a template description).
 
-use super::{FilterCtx, Filter, Prepared, Verdict};
+use super::{Filter, FilterCtx, Prepared, Verdict};
 use regex::Regex;
 use std::sync::LazyLock;
 
@@ -41,8 +41,10 @@ static REFUSAL: LazyLock<Regex> = LazyLock::new(|| {
 /// Apologies: dropped in the instruction and the answer only, since dialogue documents
 /// legitimately contain them ("I'm sorry, but the biopsy showed ...").
 static APOLOGY: LazyLock<Regex> = LazyLock::new(|| {
-    crate::quality::vocab::regex(r"(?i)\bi apologi[sz]e\b|\bi(?:['’]m| am) sorry,? but\b|\bunfortunately,? i\b")
-        .expect("valid regex")
+    crate::quality::vocab::regex(
+        r"(?i)\bi apologi[sz]e\b|\bi(?:['’]m| am) sorry,? but\b|\bunfortunately,? i\b",
+    )
+    .expect("valid regex")
 });
 
 pub(crate) struct Refusal;

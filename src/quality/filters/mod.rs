@@ -17,9 +17,9 @@ use super::vocab::{self, Vocab};
 use crate::record::{bare_instruction, Record};
 use crate::schemas::Schemas;
 use crate::taxonomy::Taxonomy;
+use rustc_hash::FxHashSet;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use rustc_hash::FxHashSet;
 use std::sync::{Arc, OnceLock};
 
 /// `[filters]` in the run config.
@@ -214,7 +214,10 @@ pub const FILTERS: &[(&str, &[&str])] = &[
     ),
     ("repetition", &["repetitive"]),
     ("truncation", &["truncated_text"]),
-    ("copy", &["answer_copies_input", "answer_copies_instruction"]),
+    (
+        "copy",
+        &["answer_copies_input", "answer_copies_instruction"],
+    ),
     ("instruction", &["not_a_task", "instruction_off_task"]),
     ("json_content", &["empty_required_content", "garbage_value"]),
     (

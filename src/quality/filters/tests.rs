@@ -1,6 +1,6 @@
 use super::*;
-use std::path::Path;
 use std::collections::HashSet;
+use std::path::Path;
 use std::sync::LazyLock;
 
 /// The real taxonomy and schemas, loaded once.
@@ -255,8 +255,7 @@ fn language() {
         ..record()
     };
     assert_eq!(reason(&spanish), Some("non_english"));
-    let terse =
-        "Pt is a 67 yo M w/ HTN, DM2, CKD3 p/w SOB x3d. BP 150/90, HR 102, SpO2 91% RA.";
+    let terse = "Pt is a 67 yo M w/ HTN, DM2, CKD3 p/w SOB x3d. BP 150/90, HR 102, SpO2 91% RA.";
     let abbreviated = Record {
         output: terse.into(),
         input: format!("{terse}\n{NOTE}"),
@@ -327,7 +326,11 @@ fn instruction() {
     // A json answer's shape is the schema's: the cue test does not apply.
     let summary = serde_json::json!({"summary": "HFrEF improving on IV diuresis with furosemide.",
         "key_points": ["Switch to oral furosemide"], "problem_list": []});
-    let json = json_record("summarization", "Rewrite this note for the covering physician.", summary);
+    let json = json_record(
+        "summarization",
+        "Rewrite this note for the covering physician.",
+        summary,
+    );
     assert_eq!(reason(&json), None);
 }
 
@@ -368,7 +371,10 @@ fn disable_and_first_drop_order() {
         disable: vec!["refusal".into()],
         ..Default::default()
     };
-    assert_eq!(run_with(&both, &no_refusal).unwrap_err().reason, "document_too_short");
+    assert_eq!(
+        run_with(&both, &no_refusal).unwrap_err().reason,
+        "document_too_short"
+    );
     let neither = FiltersConfig {
         disable: vec!["length".into(), "refusal".into(), "grounding".into()],
         ..Default::default()

@@ -11,7 +11,8 @@ use std::sync::LazyLock;
 
 /// Something shaped like an ICD-10-CM code in free text.
 static CODE: LazyLock<Regex> = LazyLock::new(|| {
-    crate::quality::vocab::regex(r"\b[A-Z][0-9][0-9A-Z](?:\.[0-9A-Z]{1,4})?\b").expect("valid regex")
+    crate::quality::vocab::regex(r"\b[A-Z][0-9][0-9A-Z](?:\.[0-9A-Z]{1,4})?\b")
+        .expect("valid regex")
 });
 
 /// The codes a coding answer assigns: `codes[].code` of a json answer; in a plain_text
@@ -84,13 +85,64 @@ pub(super) fn check(p: &Prepared, icd: &IcdTable) -> Verdict {
 
 /// Words of a code description that name nothing the document must say.
 const ICD_FILLER: &[&str] = &[
-    "unspecified", "specified", "other", "without", "with", "type", "site", "part", "initial",
-    "encounter", "subsequent", "sequela", "left", "right", "bilateral", "unilateral", "acute",
-    "chronic", "disease", "disorder", "conditions", "condition", "complications", "due",
-    "elsewhere", "classified", "not", "and", "the", "for", "from", "than", "stage", "region",
-    "level", "mild", "moderate", "severe", "certain", "primary", "secondary", "unknown",
-    "organ", "organs", "system", "involvement", "manifestations", "personal", "history",
-    "status", "abnormal", "findings", "finding", "other", "use", "long", "term", "current",
+    "unspecified",
+    "specified",
+    "other",
+    "without",
+    "with",
+    "type",
+    "site",
+    "part",
+    "initial",
+    "encounter",
+    "subsequent",
+    "sequela",
+    "left",
+    "right",
+    "bilateral",
+    "unilateral",
+    "acute",
+    "chronic",
+    "disease",
+    "disorder",
+    "conditions",
+    "condition",
+    "complications",
+    "due",
+    "elsewhere",
+    "classified",
+    "not",
+    "and",
+    "the",
+    "for",
+    "from",
+    "than",
+    "stage",
+    "region",
+    "level",
+    "mild",
+    "moderate",
+    "severe",
+    "certain",
+    "primary",
+    "secondary",
+    "unknown",
+    "organ",
+    "organs",
+    "system",
+    "involvement",
+    "manifestations",
+    "personal",
+    "history",
+    "status",
+    "abnormal",
+    "findings",
+    "finding",
+    "other",
+    "use",
+    "long",
+    "term",
+    "current",
 ];
 
 /// Whether enough content words of the code's description (or their stems) are in the
@@ -98,7 +150,11 @@ const ICD_FILLER: &[&str] = &[
 fn description_fits(p: &Prepared, code: &IcdCode) -> bool {
     let mut content: Vec<String> = vocab::words(&code.description)
         .into_iter()
-        .filter(|w| w.len() >= 3 && !ICD_FILLER.contains(&w.as_str()) && !w.chars().all(|c| c.is_ascii_digit()))
+        .filter(|w| {
+            w.len() >= 3
+                && !ICD_FILLER.contains(&w.as_str())
+                && !w.chars().all(|c| c.is_ascii_digit())
+        })
         .collect();
     content.sort();
     content.dedup();

@@ -16,13 +16,38 @@ use std::sync::LazyLock;
 
 /// Tasks whose answers restate the document, so what they state must be in it.
 fn restates(task: &str) -> bool {
-    !matches!(task, "error_correction" | "deidentification" | "clinical_coding")
+    !matches!(
+        task,
+        "error_correction" | "deidentification" | "clinical_coding"
+    )
 }
 
 /// JSON fields whose values are not claims about the document.
 fn exempt_field(path: &str) -> bool {
-    let last = path.rsplit('/').find(|k| k.parse::<usize>().is_err()).unwrap_or("");
-    matches!(last, "hypothesis" | "normalized" | "reading_level" | "axis" | "label" | "confidence" | "category" | "type" | "assertion" | "role" | "relation" | "domain" | "status" | "timex_type" | "relation_to_admission" | "flag" | "error_type")
+    let last = path
+        .rsplit('/')
+        .find(|k| k.parse::<usize>().is_err())
+        .unwrap_or("");
+    matches!(
+        last,
+        "hypothesis"
+            | "normalized"
+            | "reading_level"
+            | "axis"
+            | "label"
+            | "confidence"
+            | "category"
+            | "type"
+            | "assertion"
+            | "role"
+            | "relation"
+            | "domain"
+            | "status"
+            | "timex_type"
+            | "relation_to_admission"
+            | "flag"
+            | "error_type"
+    )
 }
 
 /// The answer's strings that state facts, joined.
@@ -37,8 +62,9 @@ fn claims_text(p: &Prepared) -> String {
 
 static NUMBER: LazyLock<Regex> =
     LazyLock::new(|| crate::quality::vocab::regex(r"\d+(?:[.,]\d+)*").expect("valid regex"));
-static LIST_MARKER: LazyLock<Regex> =
-    LazyLock::new(|| crate::quality::vocab::regex(r"(?m)^\s*\(?\d{1,2}[.)]\s").expect("valid regex"));
+static LIST_MARKER: LazyLock<Regex> = LazyLock::new(|| {
+    crate::quality::vocab::regex(r"(?m)^\s*\(?\d{1,2}[.)]\s").expect("valid regex")
+});
 static DOSE: LazyLock<Regex> = LazyLock::new(|| {
     crate::quality::vocab::regex(r"(?i)(\d+(?:\.\d+)?)\s*(mg|mcg|µg|ug|micrograms?|milligrams?|grams?|g|kg|ml|milliliters?|cc|units?|iu|meq|mmol|percent|%)\b")
         .expect("valid regex")
@@ -79,10 +105,27 @@ fn unit(u: &str) -> &'static str {
 }
 
 const WORD_NUMBERS: &[(&str, &str)] = &[
-    ("zero", "0"), ("one", "1"), ("two", "2"), ("three", "3"), ("four", "4"), ("five", "5"),
-    ("six", "6"), ("seven", "7"), ("eight", "8"), ("nine", "9"), ("ten", "10"),
-    ("eleven", "11"), ("twelve", "12"), ("fifteen", "15"), ("twenty", "20"), ("thirty", "30"),
-    ("forty", "40"), ("fifty", "50"), ("hundred", "100"), ("once", "1"), ("twice", "2"),
+    ("zero", "0"),
+    ("one", "1"),
+    ("two", "2"),
+    ("three", "3"),
+    ("four", "4"),
+    ("five", "5"),
+    ("six", "6"),
+    ("seven", "7"),
+    ("eight", "8"),
+    ("nine", "9"),
+    ("ten", "10"),
+    ("eleven", "11"),
+    ("twelve", "12"),
+    ("fifteen", "15"),
+    ("twenty", "20"),
+    ("thirty", "30"),
+    ("forty", "40"),
+    ("fifty", "50"),
+    ("hundred", "100"),
+    ("once", "1"),
+    ("twice", "2"),
     ("half", "0.5"),
 ];
 
@@ -129,7 +172,10 @@ pub(super) fn numbers(p: &Prepared, c: &Claims) -> Verdict {
         }
         let n = canon(m.as_str());
         if !have.contains(&n) {
-            let d = format!("the answer states {:?}, which the document does not", m.as_str());
+            let d = format!(
+                "the answer states {:?}, which the document does not",
+                m.as_str()
+            );
             return Verdict::Drop("ungrounded_number", d);
         }
     }
@@ -147,7 +193,10 @@ pub(super) fn numbers(p: &Prepared, c: &Claims) -> Verdict {
     for c in DOSE.captures_iter(&text) {
         let dose = (canon(&c[1]), unit(&c[2]));
         if !doses.contains(&dose) && !bare.contains(&dose.0) {
-            let d = format!("the answer states {:?}; the document has no {} {}", &c[0], dose.0, dose.1);
+            let d = format!(
+                "the answer states {:?}; the document has no {} {}",
+                &c[0], dose.0, dose.1
+            );
             return Verdict::Drop("ungrounded_number", d);
         }
     }
@@ -188,8 +237,12 @@ fn claim_limits(task: &str) -> Option<(usize, f64)> {
     match task {
         "simplification" | "note_generation" => Some((4, 0.35)),
         "summarization" | "classification" | "natural_language_inference" => Some((3, 0.2)),
-        "question_answering" | "named_entity_recognition" | "relation_extraction"
-        | "information_extraction" | "temporal_extraction" | "sdoh_extraction" => Some((2, 0.2)),
+        "question_answering"
+        | "named_entity_recognition"
+        | "relation_extraction"
+        | "information_extraction"
+        | "temporal_extraction"
+        | "sdoh_extraction" => Some((2, 0.2)),
         _ => None,
     }
 }
@@ -241,7 +294,10 @@ fn label_and_hypothesis(p: &Prepared) -> Option<(String, String, String)> {
     if let Some(v) = &p.json {
         let label = v["label"].as_str()?.to_lowercase();
         let hyp = v["hypothesis"].as_str()?.to_string();
-        let premise = v["premise_excerpt"].as_str().unwrap_or(&p.rec.input).to_string();
+        let premise = v["premise_excerpt"]
+            .as_str()
+            .unwrap_or(&p.rec.input)
+            .to_string();
         return Some((label, hyp, premise));
     }
     let a = p.answer.to_lowercase();
@@ -251,8 +307,10 @@ fn label_and_hypothesis(p: &Prepared) -> Option<(String, String, String)> {
         .min()?
         .1
         .to_string();
-    static QUOTED: LazyLock<Regex> =
-        LazyLock::new(|| crate::quality::vocab::regex(r#"["“]([^"”]{8,})["”]|(?i)hypothesis\s*:\s*(.+)"#).expect("valid regex"));
+    static QUOTED: LazyLock<Regex> = LazyLock::new(|| {
+        crate::quality::vocab::regex(r#"["“]([^"”]{8,})["”]|(?i)hypothesis\s*:\s*(.+)"#)
+            .expect("valid regex")
+    });
     let c = QUOTED.captures(p.instruction)?;
     let hyp = c.get(1).or_else(|| c.get(2))?.as_str().to_string();
     Some((label, hyp, p.rec.input.clone()))
@@ -275,14 +333,28 @@ pub(super) fn nli(p: &Prepared) -> Verdict {
         // cholecystitis" in the impression while the premise quotes the stones).
         let mut neg = negated_terms(p, &premise);
         neg.extend(negated_terms(p, &p.rec.input));
-        if let Some(w) = hyp_words.iter().find(|w| neg.contains(*w) && p.vocab.is_specific(w)) {
-            let d = format!("labelled entailment, but the premise negates {w:?}, which the hypothesis asserts");
+        if let Some(w) = hyp_words
+            .iter()
+            .find(|w| neg.contains(*w) && p.vocab.is_specific(w))
+        {
+            let d = format!(
+                "labelled entailment, but the premise negates {w:?}, which the hypothesis asserts"
+            );
             return Verdict::Drop("nli_label_unsupported", d);
         }
     }
-    let premise_numbers: HashSet<String> = NUMBER.find_iter(&premise).map(|m| canon(m.as_str())).collect();
-    if let Some(m) = NUMBER.find_iter(&hyp).find(|m| !premise_numbers.contains(&canon(m.as_str()))) {
-        let d = format!("labelled entailment, but the hypothesis states {:?}, which the premise does not", m.as_str());
+    let premise_numbers: HashSet<String> = NUMBER
+        .find_iter(&premise)
+        .map(|m| canon(m.as_str()))
+        .collect();
+    if let Some(m) = NUMBER
+        .find_iter(&hyp)
+        .find(|m| !premise_numbers.contains(&canon(m.as_str())))
+    {
+        let d = format!(
+            "labelled entailment, but the hypothesis states {:?}, which the premise does not",
+            m.as_str()
+        );
         return Verdict::Drop("nli_label_unsupported", d);
     }
     Verdict::Keep

@@ -10,14 +10,40 @@ use std::sync::LazyLock;
 static PHI: LazyLock<Vec<(&'static str, Regex)>> = LazyLock::new(|| {
     let r = |s: &str| crate::quality::vocab::regex(s).expect("valid regex");
     vec![
-        ("name", r(r"\b(?:Mr|Mrs|Ms|Miss|Dr|Prof)\.?\s+((?:[A-Z][a-zA-Z'’-]+\s+)?[A-Z][a-zA-Z'’-]+)")),
-        ("name", r(r"\b((?:[A-Z][a-z'’-]+\s+)(?:[A-Z]\.\s+)?[A-Z][a-z'’-]+),?\s+(?:MD|DO|RN|NP|PA-C|PA|PhD|PharmD|LPN|CNA|MSW|LCSW|DPM|DDS)\b")),
-        ("name", r(r"(?i:\b(?:patient|pt|name|patient name|resident|client)\s*:\s*)([A-Z][a-z'’-]+(?:\s+[A-Z]\.?)?\s+[A-Z][a-z'’-]+)")),
-        ("id", r(r"(?i:\b(?:MRN|medical record(?: number| no\.?)?|acct|account(?: number| no\.?)?|member id|policy(?: number| no\.?)?|ssn)\s*(?:#|no\.?|number)?\s*:?\s*)([A-Z0-9][A-Z0-9-]{3,})")),
+        (
+            "name",
+            r(r"\b(?:Mr|Mrs|Ms|Miss|Dr|Prof)\.?\s+((?:[A-Z][a-zA-Z'’-]+\s+)?[A-Z][a-zA-Z'’-]+)"),
+        ),
+        (
+            "name",
+            r(
+                r"\b((?:[A-Z][a-z'’-]+\s+)(?:[A-Z]\.\s+)?[A-Z][a-z'’-]+),?\s+(?:MD|DO|RN|NP|PA-C|PA|PhD|PharmD|LPN|CNA|MSW|LCSW|DPM|DDS)\b",
+            ),
+        ),
+        (
+            "name",
+            r(
+                r"(?i:\b(?:patient|pt|name|patient name|resident|client)\s*:\s*)([A-Z][a-z'’-]+(?:\s+[A-Z]\.?)?\s+[A-Z][a-z'’-]+)",
+            ),
+        ),
+        (
+            "id",
+            r(
+                r"(?i:\b(?:MRN|medical record(?: number| no\.?)?|acct|account(?: number| no\.?)?|member id|policy(?: number| no\.?)?|ssn)\s*(?:#|no\.?|number)?\s*:?\s*)([A-Z0-9][A-Z0-9-]{3,})",
+            ),
+        ),
         ("contact", r(r"(\(?\b\d{3}\)?[-.\s]\d{3}[-.]\d{4}\b)")),
-        ("contact", r(r"\b([A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,})\b")),
+        (
+            "contact",
+            r(r"\b([A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,})\b"),
+        ),
         ("date", r(r"\b(\d{1,2}/\d{1,2}/\d{2,4})\b")),
-        ("date", r(r"\b((?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)[a-z]*\.?\s+\d{1,2},?\s+\d{4})\b")),
+        (
+            "date",
+            r(
+                r"\b((?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)[a-z]*\.?\s+\d{1,2},?\s+\d{4})\b",
+            ),
+        ),
         ("id", r(r"\b(\d{3}-\d{2}-\d{4})\b")),
     ]
 });
@@ -29,7 +55,12 @@ fn phi_in(text: &str) -> Vec<(&'static str, String)> {
         for c in re.captures_iter(text) {
             let m = c.get(1).map_or("", |m| m.as_str());
             let key = match *kind {
-                "name" => m.split_whitespace().last().unwrap_or(m).trim_end_matches(['’', '\'']).to_string(),
+                "name" => m
+                    .split_whitespace()
+                    .last()
+                    .unwrap_or(m)
+                    .trim_end_matches(['’', '\''])
+                    .to_string(),
                 _ => m.to_string(),
             };
             if key.chars().count() >= 2 && !out.iter().any(|(_, k)| *k == key) {
@@ -60,11 +91,14 @@ pub(super) fn check(p: &Prepared) -> Verdict {
     // A plain_text answer is a redacted copy when it keeps most of the document (or uses
     // surrogate tags); otherwise it lists the PHI it found.
     let redacted_copy = p.json.is_none()
-        && (p.answer.contains('[') || p.answer.contains("***")
+        && (p.answer.contains('[')
+            || p.answer.contains("***")
             || p.answer_words.len() as f64 >= 0.5 * p.doc_words.len() as f64);
     for (kind, key) in &found {
         let missed = if p.json.is_some() {
-            !listed.iter().any(|t| t.contains(key.as_str()) || (t.len() >= 4 && key.contains(t)))
+            !listed
+                .iter()
+                .any(|t| t.contains(key.as_str()) || (t.len() >= 4 && key.contains(t)))
         } else if redacted_copy {
             contains_word(&p.answer, key)
         } else {

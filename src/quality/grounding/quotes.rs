@@ -22,7 +22,10 @@ fn copied(schema: &Value) -> Copied {
     let d = schema["description"].as_str().unwrap_or("").to_lowercase();
     if d.contains("verbatim") || d.contains("copied") || d.contains("quote") {
         Copied::Verbatim
-    } else if d.contains("as written") || d.contains("from the document") || d.contains("from the original document") {
+    } else if d.contains("as written")
+        || d.contains("from the document")
+        || d.contains("from the original document")
+    {
         Copied::Words
     } else {
         Copied::No
@@ -58,20 +61,40 @@ fn walk(
     match v {
         Value::String(s) => {
             if let Some(why) = not_copied(p, doc_loose, s, mode) {
-                let reason = if path.ends_with("/text") { "span_not_in_input" } else { "quote_not_in_input" };
+                let reason = if path.ends_with("/text") {
+                    "span_not_in_input"
+                } else {
+                    "quote_not_in_input"
+                };
                 *found = Some((reason, format!("{path} {s:?} {why}")));
             }
         }
         Value::Array(a) => {
             for (i, x) in a.iter().enumerate() {
-                walk(p, doc_loose, x, &schema["items"], mode, &format!("{path}/{i}"), found);
+                walk(
+                    p,
+                    doc_loose,
+                    x,
+                    &schema["items"],
+                    mode,
+                    &format!("{path}/{i}"),
+                    found,
+                );
             }
         }
         Value::Object(o) => {
-            if let (Some(text), Some(start), Some(end)) =
-                (o.get("text").and_then(Value::as_str), o.get("start").and_then(Value::as_u64), o.get("end").and_then(Value::as_u64))
-            {
-                let at: String = p.rec.input.chars().skip(start as usize).take(end.saturating_sub(start) as usize).collect();
+            if let (Some(text), Some(start), Some(end)) = (
+                o.get("text").and_then(Value::as_str),
+                o.get("start").and_then(Value::as_u64),
+                o.get("end").and_then(Value::as_u64),
+            ) {
+                let at: String = p
+                    .rec
+                    .input
+                    .chars()
+                    .skip(start as usize)
+                    .take(end.saturating_sub(start) as usize)
+                    .collect();
                 if at != text && p.rec.input.contains(text) {
                     let d = format!("{path}: offsets {start}..{end} hold {at:?}, not {text:?}");
                     *found = Some(("span_not_in_input", d));
@@ -79,7 +102,15 @@ fn walk(
                 }
             }
             for (k, x) in o {
-                walk(p, doc_loose, x, &schema["properties"][k], Copied::No, &format!("{path}/{k}"), found);
+                walk(
+                    p,
+                    doc_loose,
+                    x,
+                    &schema["properties"][k],
+                    Copied::No,
+                    &format!("{path}/{k}"),
+                    found,
+                );
             }
         }
         _ => {}

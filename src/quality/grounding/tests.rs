@@ -123,12 +123,15 @@ fn numbers_and_doses_come_from_the_document() {
     let d = run_with(&changed, &Default::default()).unwrap_err();
     assert_eq!(d.reason, "ungrounded_number", "{}", d.detail);
     let invented = Record {
-        output: "Mrs. Alvarez's heart failure is improving; creatinine is down to 1.1 from 1.6.".into(),
+        output: "Mrs. Alvarez's heart failure is improving; creatinine is down to 1.1 from 1.6."
+            .into(),
         ..record()
     };
     assert_eq!(reason(&invented), Some("ungrounded_number"));
     let same = Record {
-        output: "Heart failure improving on IV furosemide 40 mg twice daily; creatinine 1.3 from 1.6.".into(),
+        output:
+            "Heart failure improving on IV furosemide 40 mg twice daily; creatinine 1.3 from 1.6."
+                .into(),
         ..record()
     };
     assert_eq!(reason(&same), None);
@@ -169,14 +172,19 @@ fn icd10_descriptions_fit_the_document() {
     // "No rib fracture" supports no rib fracture code.
     let rib = Record {
         input: format!("{NOTE}\nChest X-ray: no rib fracture."),
-        ..coding("S22.31XA Fracture of one rib, right side, initial encounter.", "")
+        ..coding(
+            "S22.31XA Fracture of one rib, right side, initial encounter.",
+            "",
+        )
     };
     assert_eq!(reason(&rib), Some("icd10_description_mismatch"));
 }
 
 #[test]
 fn deidentification_leaves_no_phi_in() {
-    let doc = format!("Patient: Maria Alvarez, MRN 4471920, seen 03/14/2024.\n{NOTE}\nSigned: Dr. Okafor");
+    let doc = format!(
+        "Patient: Maria Alvarez, MRN 4471920, seen 03/14/2024.\n{NOTE}\nSigned: Dr. Okafor"
+    );
     let deid = |output: &str| Record {
         task_type: "deidentification".into(),
         instruction: "Redact all protected health information in this note.".into(),
@@ -208,7 +216,16 @@ fn entailment_is_not_contradicted() {
                    "rationale": "The note records what she reports about chest pain."}),
         )
     };
-    assert_eq!(reason(&nli("The patient reports chest pain.", "contradiction")), None);
-    assert_eq!(reason(&nli("The patient reports chest pain.", "entailment")), Some("nli_label_unsupported"));
-    assert_eq!(reason(&nli("The patient has no chest pain.", "entailment")), None);
+    assert_eq!(
+        reason(&nli("The patient reports chest pain.", "contradiction")),
+        None
+    );
+    assert_eq!(
+        reason(&nli("The patient reports chest pain.", "entailment")),
+        Some("nli_label_unsupported")
+    );
+    assert_eq!(
+        reason(&nli("The patient has no chest pain.", "entailment")),
+        None
+    );
 }

@@ -280,7 +280,8 @@ impl Teacher for EmbeddedTeacher {
         let s = &self.engine.stats;
         Some((
             s.prompt_tokens.load(std::sync::atomic::Ordering::Relaxed),
-            s.generated_tokens.load(std::sync::atomic::Ordering::Relaxed),
+            s.generated_tokens
+                .load(std::sync::atomic::Ordering::Relaxed),
         ))
     }
 }
