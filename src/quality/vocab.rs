@@ -26,21 +26,19 @@ pub fn words(s: &str) -> Vec<String> {
     out
 }
 
-/// Whitespace collapsed and lowercased, for containment checks.
-pub fn normalize(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for w in s.split_whitespace() {
-        if !out.is_empty() {
-            out.push(' ');
-        }
-        out.extend(w.chars().flat_map(char::to_lowercase));
-    }
-    out
-}
-
-/// `normalize` with punctuation dropped too (quotes, commas and dashes differ in copies).
+/// Lowercased words joined by single spaces: punctuation and whitespace dropped (quotes,
+/// commas and dashes differ in copies).
 pub fn loose(s: &str) -> String {
     words(s).join(" ")
+}
+
+/// `needle` occurs in `hay` not inside a longer word.
+pub fn contains_word(hay: &str, needle: &str) -> bool {
+    hay.match_indices(needle).any(|(i, _)| {
+        let before = hay[..i].chars().next_back();
+        let after = hay[i + needle.len()..].chars().next();
+        !before.is_some_and(char::is_alphanumeric) && !after.is_some_and(char::is_alphanumeric)
+    })
 }
 
 /// The first `n` characters of a word: a crude stem for matching inflections.
@@ -1474,7 +1472,6 @@ mod tests {
             words("SpO2 95% on 2L, x3d."),
             ["spo2", "95", "on", "2l", "x3d"]
         );
-        assert_eq!(normalize("  A\n b  C "), "a b c");
         assert_eq!(loose("\"Chest pain\" — resolved."), "chest pain resolved");
         assert_eq!(stem("furosemide", 5), "furos");
         assert_eq!(stem("bp", 5), "bp");

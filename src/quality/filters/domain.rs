@@ -91,15 +91,13 @@ impl Filter for Language {
         "language"
     }
     fn check(&self, p: &Prepared, cx: &FilterCtx) -> Verdict {
-        let answer_words = if p.is_json() {
-            Vec::new()
-        } else {
-            p.answer_words.clone()
-        };
+        // A json answer's words are taken from its prose strings below.
+        let none = Vec::new();
+        let answer_words = if p.is_json() { &none } else { &p.answer_words };
         for (part, text, words) in [
             ("document", p.rec.input.as_str(), &p.doc_words),
             ("instruction", p.instruction, &p.instr_words),
-            ("answer", p.answer.as_str(), &answer_words),
+            ("answer", p.answer.as_str(), answer_words),
         ] {
             let json_answer = part == "answer" && p.is_json();
             // A json answer's prose is its longer strings; labels and codes say nothing.

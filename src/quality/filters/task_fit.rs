@@ -400,7 +400,7 @@ fn answer_fits(task: &str, p: &Prepared) -> bool {
             "true",
             "false",
         ]),
-        "clinical_coding" => CODE.is_match(&p.answer),
+        "clinical_coding" => crate::quality::grounding::codes::CODE.is_match(&p.answer),
         "error_correction" => {
             has(&[
                 "error",
@@ -474,11 +474,6 @@ fn answer_fits(task: &str, p: &Prepared) -> bool {
         _ => true,
     }
 }
-
-static CODE: LazyLock<Regex> = LazyLock::new(|| {
-    crate::quality::vocab::regex(r"\b[A-TV-Z][0-9][0-9A-Z](?:\.[0-9A-Z]{1,4})?\b")
-        .expect("valid regex")
-});
 
 /// Tasks whose plain_text answer must have its shape whatever the instruction says.
 const STRICT_SHAPE: &[&str] = &["natural_language_inference", "named_entity_recognition"];

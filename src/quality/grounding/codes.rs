@@ -10,7 +10,7 @@ use regex::Regex;
 use std::sync::LazyLock;
 
 /// Something shaped like an ICD-10-CM code in free text.
-static CODE: LazyLock<Regex> = LazyLock::new(|| {
+pub(crate) static CODE: LazyLock<Regex> = LazyLock::new(|| {
     crate::quality::vocab::regex(r"\b[A-Z][0-9][0-9A-Z](?:\.[0-9A-Z]{1,4})?\b")
         .expect("valid regex")
 });

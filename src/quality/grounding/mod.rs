@@ -6,7 +6,7 @@
 //! and a PHI list misses none (`phi`); an entailment label is not contradicted by a
 //! negation or a number (`facts::nli`).
 
-mod codes;
+pub(crate) mod codes;
 mod facts;
 mod phi;
 mod quotes;

@@ -100,9 +100,9 @@ pub(super) fn check(p: &Prepared) -> Verdict {
                 .iter()
                 .any(|t| t.contains(key.as_str()) || (t.len() >= 4 && key.contains(t)))
         } else if redacted_copy {
-            contains_word(&p.answer, key)
+            crate::quality::vocab::contains_word(&p.answer, key)
         } else {
-            !contains_word(&p.answer, key)
+            !crate::quality::vocab::contains_word(&p.answer, key)
         };
         if missed {
             let d = if redacted_copy {
@@ -114,13 +114,4 @@ pub(super) fn check(p: &Prepared) -> Verdict {
         }
     }
     Verdict::Keep
-}
-
-/// `needle` occurs in `hay` not inside a longer word.
-fn contains_word(hay: &str, needle: &str) -> bool {
-    hay.match_indices(needle).any(|(i, _)| {
-        let before = hay[..i].chars().next_back();
-        let after = hay[i + needle.len()..].chars().next();
-        !before.is_some_and(char::is_alphanumeric) && !after.is_some_and(char::is_alphanumeric)
-    })
 }

@@ -128,7 +128,8 @@ fn not_copied(p: &Prepared, doc_loose: &str, s: &str, mode: Copied) -> Option<&'
                 .map(vocab::loose)
                 .filter(|x| !x.is_empty())
                 .collect();
-            let ok = !pieces.is_empty() && pieces.iter().all(|x| contains_words(doc_loose, x));
+            let ok =
+                !pieces.is_empty() && pieces.iter().all(|x| vocab::contains_word(doc_loose, x));
             (!ok).then_some("is not in the document")
         }
         Copied::Words => {
@@ -139,13 +140,4 @@ fn not_copied(p: &Prepared, doc_loose: &str, s: &str, mode: Copied) -> Option<&'
             (missing > 0).then_some("has words the document does not")
         }
     }
-}
-
-/// `needle` occurs in `hay` at word boundaries (both are `vocab::loose` text).
-fn contains_words(hay: &str, needle: &str) -> bool {
-    hay.match_indices(needle).any(|(i, _)| {
-        let before = hay[..i].chars().next_back();
-        let after = hay[i + needle.len()..].chars().next();
-        before.is_none_or(|c| c == ' ') && after.is_none_or(|c| c == ' ')
-    })
 }
