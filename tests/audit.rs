@@ -199,6 +199,41 @@ fn parquet_and_chat_rows_are_audited_like_jsonl() {
         "{s}"
     );
 
+    // A json answer that breaks the summarization schema fails the schema check with its
+    // task and passes it without one (the schema check is task-specific).
+    let mut off_schema = recs[1].clone();
+    off_schema.id = "off-schema".into();
+    off_schema.output_format = "json".into();
+    off_schema.output = r#"{"verdict": "stable"}"#.into();
+    let mut with_task = recs.clone();
+    with_task.push(off_schema);
+    let own = tmp.path().join("own.jsonl");
+    std::fs::write(&own, chat(&with_task)).unwrap();
+    let vs = audit_ok(&[&own], &tmp.path().join("o"), &[]);
+    assert_eq!(vs[12]["reasons"][0], "schema_invalid", "{}", vs[12]);
+    let foreign2 = tmp.path().join("foreign2.jsonl");
+    let rows: String = with_task
+        .iter()
+        .map(|r| {
+            let mut v = mediflow::export::sft::messages_row(r);
+            v.as_object_mut().unwrap().retain(|k, _| k == "messages");
+            v.to_string() + "\n"
+        })
+        .collect();
+    std::fs::write(&foreign2, rows).unwrap();
+    let vs = audit_ok(&[&foreign2], &tmp.path().join("f2"), &[]);
+    let row = &vs[12];
+    assert_eq!(row["task_type"], "unknown");
+    let notes = row["notes"].as_array().unwrap();
+    for n in ["task_type_missing", "output_format_inferred"] {
+        assert!(notes.iter().any(|x| x == n), "{n}: {row}");
+    }
+    let reasons = row["reasons"].as_array().unwrap();
+    assert!(
+        !reasons.iter().any(|r| r == "schema_invalid"),
+        "the schema check is skipped: {row}"
+    );
+
     // A foreign Parquet with only the three required columns.
     use arrow::array::{ArrayRef, StringArray};
     let col = |k: &str| -> ArrayRef {
