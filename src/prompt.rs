@@ -59,6 +59,8 @@ pub struct Prompts {
     hashes: HashMap<String, String>,
     pub hash: String,
     profile: TemplateProfile,
+    /// The worked examples' names, numbers and phrases, for the `example_copy` filter.
+    pub examples: crate::quality::examples::Examples,
 }
 
 /// Where the compact profile's templates live, under `templates_dir`.
@@ -103,6 +105,7 @@ impl Prompts {
             hashes,
             hash: util::hash_dir(dir),
             profile: TemplateProfile::Full,
+            examples: crate::quality::examples::Examples::from_dir(dir),
         };
         let mut names: Vec<&String> = prompts.hashes.keys().collect();
         names.sort();

@@ -57,10 +57,13 @@ fn setup() -> (Taxonomy, Schemas) {
 /// Junk caught and good kept, as fractions, with a line per wrong call.
 fn measure(file: &str, tax: &Taxonomy, schemas: &Schemas) -> (f64, f64, Vec<String>) {
     let cfg = FiltersConfig::default();
+    // The worked examples of our own templates, as `run` compares with them.
+    let examples = mediflow::quality::examples::Examples::from_dir(Path::new("templates"));
     let cx = FilterCtx {
         tax,
         schemas,
         cfg: &cfg,
+        examples: Some(&examples),
     };
     let rows = load(file);
     assert!(rows.len() >= 50, "{file}: {} rows", rows.len());

@@ -9,6 +9,7 @@ use crate::error::Error;
 use crate::plan::{PlanItem, SeedAttrs};
 use crate::prompt::{self, Prompts};
 use crate::quality::calibration::{Calibration, Selection};
+use crate::quality::examples::Examples;
 use crate::quality::filters::{self, Drop, FilterCtx};
 use crate::record::{Record, Rejection};
 use crate::schemas::{self, Schemas};
@@ -26,6 +27,8 @@ struct Plain {
     cfg: RunConfig,
     tax: Taxonomy,
     schemas: Schemas,
+    /// The config's templates' worked examples (empty where there are none).
+    examples: Examples,
 }
 
 enum Inner {
@@ -53,9 +56,17 @@ impl Gate {
         problems.extend(p);
         let Some(teacher) = judge else {
             return match problems.is_empty() {
-                true => Ok(Gate {
-                    inner: Inner::Plain(Box::new(Plain { cfg, tax, schemas })),
-                }),
+                true => {
+                    let examples = Examples::from_dir(&cfg.templates_dir);
+                    Ok(Gate {
+                        inner: Inner::Plain(Box::new(Plain {
+                            cfg,
+                            tax,
+                            schemas,
+                            examples,
+                        })),
+                    })
+                }
                 false => Err(Error::Input(problems)),
             };
         };
@@ -115,6 +126,13 @@ impl Gate {
         }
     }
 
+    fn examples(&self) -> &Examples {
+        match &self.inner {
+            Inner::Plain(p) => &p.examples,
+            Inner::Judged(sh) => &sh.prompts.examples,
+        }
+    }
+
     /// The engine state behind the judge, if there is one.
     pub fn shared(&self) -> Option<&Arc<Shared>> {
         match &self.inner {
@@ -141,6 +159,7 @@ impl Gate {
             tax: self.tax(),
             schemas: self.schemas(),
             cfg: &self.cfg().filters,
+            examples: Some(self.examples()),
         };
         filters::check_all(rec, &cx)
     }

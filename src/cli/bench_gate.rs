@@ -25,6 +25,9 @@ pub struct GateBench {
     pub taxonomy_dir: PathBuf,
     #[arg(long, default_value = "schemas")]
     pub schemas_dir: PathBuf,
+    /// Templates whose worked examples `example_copy` compares with.
+    #[arg(long, default_value = "templates")]
+    pub templates_dir: PathBuf,
     /// Also time each filter alone (on the first 2,000 records, one thread).
     #[arg(long)]
     pub per_filter: bool,
@@ -67,10 +70,12 @@ pub fn exec(a: GateBench) -> Result<(), Error> {
         })
         .collect();
     let cfg = FiltersConfig::default();
+    let examples = crate::quality::examples::Examples::from_dir(&a.templates_dir);
     let cx = FilterCtx {
         tax: &tax,
         schemas: &schemas,
         cfg: &cfg,
+        examples: Some(&examples),
     };
     // Warm the vocabulary (built once per taxonomy) outside the timing.
     let _ = filters::check(&records[0], &cx);
@@ -96,6 +101,7 @@ pub fn exec(a: GateBench) -> Result<(), Error> {
                 tax: &tax,
                 schemas: &schemas,
                 cfg,
+                examples: Some(&examples),
             };
             let t = Instant::now();
             sample.iter().for_each(|r| {

@@ -335,6 +335,7 @@ async fn gate(sh: &Shared, item: &PlanItem) -> Outcome {
         tax: &sh.tax,
         schemas: &sh.schemas,
         cfg: &sh.cfg.filters,
+        examples: Some(&sh.prompts.examples),
     };
     if let Err(d) = filters::check(&rec, &cx) {
         let detail = format!("{}: {}", d.filter, d.detail);

@@ -3,6 +3,7 @@
 
 pub mod calibration;
 pub mod dedup;
+pub mod examples;
 pub mod filters;
 pub mod grounding;
 pub mod judge;

@@ -142,6 +142,7 @@ static META_INSTRUCTION: LazyLock<Regex> = LazyLock::new(|| {
       | \bthe\ above\ (?:instructions?|prompt|template|task|request|example)\b
       | \b(?:possible|sample|example|realistic)\ (?:instruction|prompt)s?\b
       | ^\s*(?:instruction|task|prompt)\s*\d*\s*:
+      | (?m:^\s*(?:instructions?|answer|response|output|solution|explanation)\s*:)
       | \bi\ will\ (?:now\ )?(?:write|generate|create|provide)\b
       | \bhope\ (?:this|that)\ helps\b
       | \bthe\ (?:model|assistant|ai)\ (?:should|must|will)\b
@@ -165,7 +166,8 @@ static ECHO: LazyLock<Regex> = LazyLock::new(|| {
       | \b(?:this|the)\ (?:document|note|report|letter|text)\ (?:is\ a|serves\ as\ a|provides\ a)\ (?:template|sample|example|format|outline|structure)\b
       | \b(?:template|placeholder)s?\b
       | \b(?:fictional|synthetic|fictitious|made-up|hypothetical)\ (?:patient|document|note|report|case|example|record)\b
-      | \b(?:length|word\ count)\s*:\s*\d+
+      | \b(?:length|word\ count)\s*:\s*(?:about\ )?\d+\ words\b
+      | (?m:^\s*sections?\s*:)
       | \b(?:should|must)\ (?:be\ )?(?:written|include|contain|cover|describe)\b.{0,60}\b(?:sections?|document|note|report)\b
       | \bdifficulty\ (?:level)?\s*:
       | \bwriting\ style\s*:
@@ -188,6 +190,51 @@ impl Filter for MetaText {
         }
         if let Some(m) = META.find(&p.answer) {
             return Verdict::Drop("meta_text", format!("answer: {:?}", m.as_str().trim()));
+        }
+        Verdict::Keep
+    }
+}
+
+/// Output that copies the templates' worked examples: their people or record numbers
+/// anywhere the document does not have them, or a run of their words in the document
+/// (or in an answer whose document does not have it). The instruction may copy an
+/// example instruction's wording (they are generic on purpose), not its people.
+pub(crate) struct ExampleCopy;
+impl Filter for ExampleCopy {
+    fn name(&self) -> &'static str {
+        "example_copy"
+    }
+    fn check(&self, p: &Prepared, cx: &FilterCtx) -> Verdict {
+        let Some(ex) = cx.examples else {
+            return Verdict::Keep;
+        };
+        let doc = p.rec.input.as_str();
+        let drop = |part: &str, what: String| {
+            Verdict::Drop(
+                "example_copy",
+                format!("{part}: {what} of the prompt's worked example"),
+            )
+        };
+        if let Some(n) = ex.name_in(doc) {
+            return drop("document", format!("{n:?}"));
+        }
+        if let Some(g) = ex.copied_gram(&p.doc_words) {
+            return drop("document", format!("{:?}", g.join(" ")));
+        }
+        for (part, text) in [
+            ("instruction", p.instruction),
+            ("answer", p.answer.as_str()),
+        ] {
+            if let Some(n) = ex.name_in(text) {
+                return drop(part, format!("{n:?}"));
+            }
+        }
+        // A code's description is the code set's wording, not the example's.
+        let coding = p.rec.task_type == "clinical_coding";
+        if let Some(g) = ex.copied_gram(&p.answer_words).filter(|_| !coding) {
+            if !p.doc_words.join(" ").contains(&g.join(" ")) {
+                return drop("answer", format!("{:?}", g.join(" ")));
+            }
         }
         Verdict::Keep
     }

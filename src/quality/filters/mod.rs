@@ -6,12 +6,14 @@
 //! `check` runs the enabled ones in order and the first drop wins; `check_all` lists every
 //! drop. The same chain serves `run` (on generated records) and `audit` (on any dataset).
 
+mod coherence;
 mod copy;
 mod domain;
 mod form;
 mod leaks;
 mod task_fit;
 
+use super::examples::Examples;
 use super::grounding::Grounding;
 use super::vocab::{self, Vocab};
 use crate::record::{bare_instruction, Record};
@@ -181,6 +183,9 @@ pub struct FilterCtx<'a> {
     pub tax: &'a Taxonomy,
     pub schemas: &'a Schemas,
     pub cfg: &'a FiltersConfig,
+    /// The templates' worked examples (None: `example_copy` has nothing to compare with,
+    /// as for a dataset audited without a config).
+    pub examples: Option<&'a Examples>,
 }
 
 /// Why a filter dropped a record.
@@ -192,8 +197,6 @@ pub struct Drop {
 }
 
 /// The filters in the order they run, each with the reasons it can drop for.
-
-/// The filters in the order they run, each with the reasons it can drop for.
 pub const FILTERS: &[(&str, &[&str])] = &[
     ("schema", &["invalid_json", "schema_invalid"]),
     ("chat_markup", &["chat_markup"]),
@@ -201,8 +204,13 @@ pub const FILTERS: &[(&str, &[&str])] = &[
     ("placeholder", &["template_leak"]),
     ("markup", &["markup_residue"]),
     ("meta_text", &["meta_text", "prompt_echo"]),
+    ("example_copy", &["example_copy"]),
     ("language", &["non_english"]),
     ("clinical_domain", &["non_clinical"]),
+    (
+        "coherence",
+        &["sender_is_recipient", "impossible_date_time"],
+    ),
     (
         "length",
         &[
@@ -233,6 +241,7 @@ pub const FILTERS: &[(&str, &[&str])] = &[
             "ungrounded_drug",
             "ungrounded_claim",
             "phi_left_in",
+            "phi_not_in_input",
             "nli_label_unsupported",
         ],
     ),
@@ -246,8 +255,10 @@ const CHAIN: &[&dyn Filter] = &[
     &leaks::Placeholder,
     &form::Markup,
     &leaks::MetaText,
+    &leaks::ExampleCopy,
     &domain::Language,
     &domain::ClinicalDomain,
+    &coherence::Coherence,
     &form::Length,
     &form::Repetition,
     &form::Truncation,

@@ -1,7 +1,7 @@
 //! Task fit: is the instruction a task at all, and a task of the record's type? An
 //! instruction must ask for something (a request verb or a question) about the document;
 //! it must not ask for something outside clinical NLP (a poem, a translation into French);
-//! and either its wording carries a cue of its task type or the answer has the shape that
+//! its wording must carry a cue of its task type and the answer must have the shape that
 //! task's answers have (a list of entities, an entailment label, ICD codes, a SOAP note...).
 //! A `json` answer's shape is the schema's business, so there the cue test is skipped.
 
@@ -28,7 +28,7 @@ static REFERS: LazyLock<Regex> = LazyLock::new(|| {
 /// Requests that are no clinical NLP task, whatever the task type.
 static FOREIGN_TASK: LazyLock<Regex> = LazyLock::new(|| {
     crate::quality::vocab::regex(
-        r"(?i)\b(?:poem|poetry|haiku|limerick|song|lyrics|rap|joke|jokes|riddle|short\s+story|bedtime\s+story|fairy\s*tale|screenplay|recipe|tweet|slogan|advertisement|ad copy|marketing|essay about|birthday|weather|horoscope|movie\s+review|(?:in|into|to)\s+(?:french|spanish|german|italian|portuguese|chinese|japanese|russian|arabic|hindi|korean)\b)",
+        r"(?i)\b(?:poem|poetry|haiku|limerick|song|lyrics|rap|joke|jokes|riddle|short\s+story|bedtime\s+story|fairy\s*tale|screenplay|recipe|tweet|slogan|advertisement|ad copy|marketing|essay about|birthday|weather|horoscope|movie\s+review|python|javascript|sql|c\+\+|source\s+code|lines?\s+of\s+code|code\s+snippet|programming|regular\s+expression|(?:in|into|to)\s+(?:french|spanish|german|italian|portuguese|chinese|japanese|russian|arabic|hindi|korean)\b)",
     )
     .expect("valid regex")
 });
@@ -475,9 +475,6 @@ fn answer_fits(task: &str, p: &Prepared) -> bool {
     }
 }
 
-/// Tasks whose plain_text answer must have its shape whatever the instruction says.
-const STRICT_SHAPE: &[&str] = &["natural_language_inference", "named_entity_recognition"];
-
 pub(crate) struct Instruction;
 impl Filter for Instruction {
     fn name(&self) -> &'static str {
@@ -508,14 +505,6 @@ impl Filter for Instruction {
         if p.is_json() {
             return Verdict::Keep;
         }
-        // Some answers are defined by their shape: an inference names its label.
-        if STRICT_SHAPE.contains(&p.rec.task_type.as_str()) && !answer_fits(&p.rec.task_type, p) {
-            let d = format!(
-                "the answer does not have the shape of a {} answer",
-                p.rec.task_type
-            );
-            return Verdict::Drop("instruction_off_task", d);
-        }
         let keywords: Vec<&str> = match cues(&p.rec.task_type) {
             Some(c) => c.to_vec(),
             None => match cx.tax.task(&p.rec.task_type) {
@@ -523,16 +512,17 @@ impl Filter for Instruction {
                 None => return Verdict::Keep,
             },
         };
-        if keywords.is_empty() || keywords.iter().any(|k| lower.contains(k)) {
+        let cued = keywords.is_empty() || keywords.iter().any(|k| lower.contains(k));
+        if cued && answer_fits(&p.rec.task_type, p) {
             return Verdict::Keep;
         }
-        if answer_fits(&p.rec.task_type, p) {
-            return Verdict::Keep;
-        }
-        let d = format!(
-            "the instruction has no cue of {} and the answer does not have its shape",
-            p.rec.task_type
-        );
+        let d = match cued {
+            true => format!(
+                "the answer does not have the shape of a {} answer",
+                p.rec.task_type
+            ),
+            false => format!("the instruction has no cue of {}", p.rec.task_type),
+        };
         Verdict::Drop("instruction_off_task", d)
     }
 }

@@ -15,7 +15,15 @@ pub(crate) fn fixture() -> &'static (Taxonomy, Schemas) {
 
 pub(crate) fn run_with(rec: &Record, cfg: &FiltersConfig) -> Result<(), Drop> {
     let (tax, schemas) = fixture();
-    check(rec, &FilterCtx { tax, schemas, cfg })
+    check(
+        rec,
+        &FilterCtx {
+            tax,
+            schemas,
+            cfg,
+            examples: None,
+        },
+    )
 }
 
 /// The reason the default filters drop `rec` for, if any.
@@ -376,7 +384,9 @@ fn disable_and_first_drop_order() {
         "document_too_short"
     );
     let neither = FiltersConfig {
-        disable: vec!["length".into(), "refusal".into(), "grounding".into()],
+        disable: ["length", "refusal", "instruction", "grounding"]
+            .map(String::from)
+            .into(),
         ..Default::default()
     };
     assert_eq!(run_with(&both, &neither), Ok(()));

@@ -62,6 +62,9 @@ fn claims_text(p: &Prepared) -> String {
 
 static NUMBER: LazyLock<Regex> =
     LazyLock::new(|| crate::quality::vocab::regex(r"\d+(?:[.,]\d+)*").expect("valid regex"));
+static DATE: LazyLock<Regex> = LazyLock::new(|| {
+    crate::quality::vocab::regex(r"\b(\d{1,2})/(\d{1,2})/(\d{4}|\d{2})\b").expect("valid regex")
+});
 static LIST_MARKER: LazyLock<Regex> = LazyLock::new(|| {
     crate::quality::vocab::regex(r"(?m)^\s*\(?\d{1,2}[.)]\s").expect("valid regex")
 });
@@ -163,6 +166,27 @@ pub(super) fn numbers(p: &Prepared, c: &Claims) -> Verdict {
         return Verdict::Keep;
     }
     let text = LIST_MARKER.replace_all(&c.text, " ");
+    // A date is grounded as a whole: "2/31/2024" is not "12/31/2024" for having its parts.
+    let dates = |t: &str| -> Vec<(u32, u32, u32, String)> {
+        DATE.captures_iter(t)
+            .map(|c| {
+                let n = |i: usize| c[i].parse::<u32>().unwrap_or(0);
+                (n(1), n(2), n(3) % 100, c[0].to_string())
+            })
+            .collect()
+    };
+    let doc_dates: HashSet<(u32, u32, u32)> = dates(&p.rec.input)
+        .into_iter()
+        .chain(dates(p.instruction))
+        .map(|(a, b, y, _)| (a, b, y))
+        .collect();
+    if let Some((.., d)) = dates(&text)
+        .into_iter()
+        .find(|(a, b, y, _)| !doc_dates.contains(&(*a, *b, *y)))
+    {
+        let d = format!("the answer states the date {d:?}, which the document does not");
+        return Verdict::Drop("ungrounded_number", d);
+    }
     let have = source_numbers(p);
     for m in NUMBER.find_iter(&text) {
         // A number inside a code-like token (E11.9, B12) is checked as part of its word.

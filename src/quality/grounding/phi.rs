@@ -71,6 +71,35 @@ fn phi_in(text: &str) -> Vec<(&'static str, String)> {
     out
 }
 
+/// The first item of a plain-text PHI list ("Frank Miller - name", "date: 03/12/2024")
+/// that the document does not contain (case and spacing aside).
+fn listed_not_in<'a>(answer: &'a str, doc: &str) -> Option<&'a str> {
+    let doc = crate::quality::vocab::loose(doc);
+    answer.lines().find_map(|line| {
+        let line = line.trim().trim_start_matches(['-', '*', '•']).trim();
+        let line = LIST_NUMBER.replace(line, "");
+        let item = match (line.split_once(" - "), line.split_once(':')) {
+            (Some((item, _)), _) => item,
+            (None, Some((_, item))) => item,
+            (None, None) => return None,
+        };
+        // "Maria Lopez (patient)": the kind in parentheses is not part of the item.
+        let item = item.split(" (").next().unwrap_or(item);
+        let item = item
+            .trim()
+            .trim_matches(|c: char| c == '"' || c == '\'' || c == '.');
+        let words = crate::quality::vocab::loose(item);
+        let known = words.is_empty() || format!(" {doc} ").contains(&format!(" {words} "));
+        (!known).then(|| {
+            let start = answer.find(item).unwrap_or(0);
+            &answer[start..start + item.len()]
+        })
+    })
+}
+
+static LIST_NUMBER: LazyLock<Regex> =
+    LazyLock::new(|| crate::quality::vocab::regex(r"^\(?\d{1,2}[.)]\s*").expect("valid regex"));
+
 pub(super) fn check(p: &Prepared) -> Verdict {
     if p.rec.task_type != "deidentification" {
         return Verdict::Keep;
@@ -94,6 +123,12 @@ pub(super) fn check(p: &Prepared) -> Verdict {
         && (p.answer.contains('[')
             || p.answer.contains("***")
             || p.answer_words.len() as f64 >= 0.5 * p.doc_words.len() as f64);
+    if !redacted_copy && p.json.is_none() {
+        if let Some(item) = listed_not_in(&p.answer, &p.rec.input) {
+            let d = format!("the answer lists {item:?} as PHI; the document does not have it");
+            return Verdict::Drop("phi_not_in_input", d);
+        }
+    }
     for (kind, key) in &found {
         let missed = if p.json.is_some() {
             !listed

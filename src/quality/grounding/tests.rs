@@ -49,8 +49,21 @@ fn icd10_codes_exist() {
     assert_eq!(reason(&with_b12), None);
     let made_up = "Heart failure is coded as I50.23 and the anemia as D51.Q9.";
     assert_eq!(reason(&coding(made_up, "")), Some("unknown_icd10_code"));
-    let none = "The note documents acute on chronic systolic heart failure.";
-    assert_eq!(reason(&coding(none, "")), Some("no_icd10_code"));
+    // An answer with no code at all has no coding answer's shape (task fit); past that
+    // check, grounding says so too.
+    let none = coding(
+        "The note documents acute on chronic systolic heart failure.",
+        "",
+    );
+    assert_eq!(reason(&none), Some("instruction_off_task"));
+    let no_fit = crate::quality::filters::FiltersConfig {
+        disable: vec!["instruction".into()],
+        ..Default::default()
+    };
+    assert_eq!(
+        run_with(&none, &no_fit).unwrap_err().reason,
+        "no_icd10_code"
+    );
 }
 
 #[test]
@@ -203,6 +216,40 @@ fn deidentification_leaves_no_phi_in() {
     let d = run_with(&deid(&leaky), &Default::default()).unwrap_err();
     assert_eq!(d.reason, "phi_left_in");
     assert!(d.detail.contains("Okafor"), "{}", d.detail);
+    // A PHI list names what the document has, all of it, and nothing it does not.
+    let list = "Maria Alvarez - name\nMRN 4471920 - record number\n03/14/2024 - date\nDr. Okafor - name\nMrs. Alvarez (patient) - name";
+    assert_eq!(reason(&deid(list)), None);
+    let invented = format!("{list}\nFrank Miller - name");
+    let d = run_with(&deid(&invented), &Default::default()).unwrap_err();
+    assert_eq!(d.reason, "phi_not_in_input", "{}", d.detail);
+    assert!(d.detail.contains("Frank Miller"), "{}", d.detail);
+    let labelled = "name: Maria Alvarez\nrecord number: 4471920\ndate: 03/14/2024\nname: Dr. Okafor\ndate of birth: 03/12/2024";
+    assert_eq!(reason(&deid(labelled)), Some("phi_not_in_input"));
+}
+
+#[test]
+fn dates_are_grounded_whole() {
+    let timeline = |output: &str| {
+        Record {
+        task_type: "temporal_extraction".into(),
+        instruction: "List the events of this message with their dates.".into(),
+        input: format!("From: Dr. Becker    12/31/2024 19:57\nRe: supracondylar fracture of the left humerus, repaired on 12/30/2024.\n{NOTE}"),
+        output: output.into(),
+        ..record()
+    }
+    };
+    assert_eq!(
+        reason(&timeline(
+            "- Fracture repair of the left humerus: 12/30/2024"
+        )),
+        None
+    );
+    let d = run_with(
+        &timeline("- Fracture repair of the left humerus: 12/29/2024"),
+        &Default::default(),
+    )
+    .unwrap_err();
+    assert_eq!(d.reason, "ungrounded_number", "{}", d.detail);
 }
 
 #[test]

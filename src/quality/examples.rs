@@ -1,0 +1,139 @@
+//! What the templates show the teacher: the worked examples' people, record numbers and
+//! phrases. A small teacher copies them into its own output ("Frank Miller" writing about
+//! a different condition, the example's MRN, a sentence of the example answer); the
+//! `example_copy` filter drops a record that does. Built from the literal text of every
+//! template under `templates_dir` (both profiles), so it follows edits to the examples.
+
+use super::vocab;
+use regex::Regex;
+use rustc_hash::FxHashSet;
+use std::path::Path;
+use std::sync::LazyLock;
+
+/// Words in a row that make a copied phrase.
+/// (Long enough that standard phrasing a real document shares with an example, such as
+/// "adalimumab 40 mg subcutaneous injection every 2 weeks", does not count.)
+pub const GRAM: usize = 12;
+
+#[derive(Default)]
+pub struct Examples {
+    /// The examples' people ("Frank Miller", "Dr. Lee") and record numbers, as one
+    /// whole-word alternation; None when the templates have none.
+    names: Option<Regex>,
+    /// Hashes of every run of `GRAM` words of the templates' literal text.
+    grams: FxHashSet<u64>,
+}
+
+/// A person named in a template: after a title, or a capitalised pair after a label.
+static PERSON: LazyLock<Regex> = LazyLock::new(|| {
+    vocab::regex(
+        r"\b(?:Dr|Mr|Mrs|Ms|Prof)\.\s+[A-Z][a-z]+(?:\s+[A-Z][a-z]+)?|(?:From|To|Patient|Re|for|Name|Dear|Child|Mother|Father|Signed):\s+([A-Z][a-z]+\s+[A-Z][a-z]+)\b",
+    )
+    .expect("valid regex")
+});
+/// Record numbers: 6 digits or more in a row.
+static RECORD_NUMBER: LazyLock<Regex> =
+    LazyLock::new(|| vocab::regex(r"\b\d{6,}\b").expect("valid regex"));
+/// Template tags and comments: the text between them is what the teacher sees.
+static TAG: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?s)\{#.*?#\}|\{%.*?%\}|\{\{.*?\}\}").expect("valid regex"));
+
+impl Examples {
+    /// The index of every `.j2` file under `dir` (unreadable files are skipped: the
+    /// template loader reports them).
+    pub fn from_dir(dir: &Path) -> Examples {
+        let mut texts = Vec::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.extension().is_some_and(|x| x == "j2") {
+                    if let Ok(t) = std::fs::read_to_string(&p) {
+                        texts.push(t);
+                    }
+                }
+            }
+        }
+        texts.sort();
+        Examples::from_texts(texts.iter().map(String::as_str))
+    }
+
+    pub fn from_texts<'a>(texts: impl IntoIterator<Item = &'a str>) -> Examples {
+        let mut names: Vec<String> = Vec::new();
+        let mut grams = FxHashSet::default();
+        for t in texts {
+            for literal in TAG.split(t) {
+                for c in PERSON.captures_iter(literal) {
+                    let whole = c.get(0).unwrap().as_str();
+                    let person = c.get(1).map_or(whole, |m| m.as_str());
+                    names.push(person.split_whitespace().collect::<Vec<_>>().join(" "));
+                    // "Dr. Tom Becker" is also copied as "Dr. Becker".
+                    let parts: Vec<&str> = person.split_whitespace().collect();
+                    if parts.len() == 3 && parts[0].ends_with('.') {
+                        names.push(format!("{} {}", parts[0], parts[2]));
+                    }
+                }
+                names.extend(RECORD_NUMBER.find_iter(literal).map(|m| m.as_str().into()));
+                let words = vocab::words(literal);
+                grams.extend(gram_hashes(&words));
+            }
+        }
+        names.sort();
+        names.dedup();
+        let names = (!names.is_empty()).then(|| {
+            let alt: Vec<String> = names.iter().map(|n| regex::escape(n)).collect();
+            vocab::regex(&format!(r"\b(?:{})\b", alt.join("|"))).expect("valid regex")
+        });
+        Examples { names, grams }
+    }
+
+    /// The first example person or record number in `text`.
+    pub fn name_in<'t>(&self, text: &'t str) -> Option<&'t str> {
+        self.names.as_ref()?.find(text).map(|m| m.as_str())
+    }
+
+    /// Whether a run of `GRAM` words (`words` lowercased, as `vocab::words` gives) is one
+    /// of the templates'.
+    pub fn copied_gram<'w>(&self, words: &'w [String]) -> Option<&'w [String]> {
+        if self.grams.is_empty() {
+            return None;
+        }
+        words
+            .windows(GRAM)
+            .find(|w| self.grams.contains(&hash_gram(w)))
+    }
+}
+
+fn gram_hashes(words: &[String]) -> impl Iterator<Item = u64> + '_ {
+    words.windows(GRAM).map(hash_gram)
+}
+
+pub fn hash_gram(w: &[String]) -> u64 {
+    w.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, x| {
+        (h ^ vocab::hash(x)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_numbers_and_phrases_of_the_literal_text_only() {
+        let ex = Examples::from_texts([
+            "{# Dr. Hidden Comment #}From: Frank Miller (DOB 03/02/1961)\nMRN 5520913\nFollow up with Dr. Alan Chen in 1 week.{{ c.name }} Dear Dr. Ortiz, I started lisinopril 10 mg once a day three weeks ago.",
+        ]);
+        assert_eq!(ex.name_in("Signed, Frank Miller"), Some("Frank Miller"));
+        assert_eq!(ex.name_in("seen by Dr. Chen today"), Some("Dr. Chen"));
+        assert_eq!(ex.name_in("MRN 5520913"), Some("5520913"));
+        assert_eq!(ex.name_in("Dr. Ortizo and Frank Millerson"), None);
+        assert_eq!(ex.name_in("Dr. Hidden Comment"), None);
+        let copied = vocab::words("She wrote: Dear Dr. Ortiz, I started lisinopril 10 mg once a day three weeks ago, then");
+        assert!(ex.copied_gram(&copied).is_some());
+        let own = vocab::words("I started amlodipine 5 mg once a day two weeks ago for pressure");
+        assert!(ex.copied_gram(&own).is_none());
+        assert!(Examples::default().name_in("Frank Miller").is_none());
+    }
+}
