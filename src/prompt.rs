@@ -290,6 +290,7 @@ pub fn base_context(tax: &Taxonomy, schemas: &Schemas, item: &PlanItem) -> Value
         "difficulty": { "level": diff.level, "name": diff.name, "description": diff.description },
         "format": item.format,
         "schema": schema,
+        "people": people(&item.id, &s.sex),
         "seed": {
             "specialty": s.specialty, "age_band": s.age_band, "sex": s.sex,
             "care_setting": s.care_setting, "writing_style": s.writing_style,
@@ -298,6 +299,83 @@ pub fn base_context(tax: &Taxonomy, schemas: &Schemas, item: &PlanItem) -> Value
                 "chapter": s.concept_chapter, "block": s.concept_block,
             },
         },
+    })
+}
+
+const FEMALE: &[&str] = &[
+    "Ana", "Beatriz", "Carmen", "Deborah", "Elena", "Farah", "Gloria", "Hannah", "Irene", "Janet",
+    "Keiko", "Lucia", "Margaret", "Nadia", "Olivia", "Paula", "Rosa", "Sandra", "Teresa",
+    "Valerie", "Wendy", "Yasmin", "Zoe", "Amina", "Brenda", "Chloe", "Diane",
+];
+const MALE: &[&str] = &[
+    "Aaron", "Bernard", "Carlos", "Daniel", "Edward", "Felix", "George", "Henry", "Ivan", "Jorge",
+    "Kevin", "Louis", "Martin", "Nathan", "Oscar", "Peter", "Raymond", "Stefan", "Thomas",
+    "Victor", "William", "Yusuf", "Andre", "Brian", "Colin", "Dennis", "Eric",
+];
+const SURNAMES: &[&str] = &[
+    "Abbott",
+    "Baker",
+    "Castillo",
+    "Dawson",
+    "Evans",
+    "Fischer",
+    "Garcia",
+    "Hoffman",
+    "Ibrahim",
+    "Jordan",
+    "Kowalski",
+    "Larsen",
+    "Moreno",
+    "Nguyen",
+    "O'Brien",
+    "Pereira",
+    "Quinn",
+    "Reyes",
+    "Schmidt",
+    "Thompson",
+    "Usman",
+    "Vasquez",
+    "Wallace",
+    "Yamamoto",
+    "Zimmerman",
+    "Bennett",
+    "Chowdhury",
+    "Delgado",
+    "Foster",
+    "Gupta",
+    "Harper",
+    "Khan",
+    "Lindqvist",
+    "Murphy",
+    "Nakamura",
+    "Ortega",
+    "Petrov",
+    "Russo",
+    "Sullivan",
+    "Tanaka",
+    "Warren",
+    "Young",
+];
+
+/// Invented people for an item's document, the same on every run of it (by its id): the
+/// patient (by the seed's sex), two clinicians and a record number. Small teachers copy
+/// the names of a prompt's worked example unless the request gives them their own; no
+/// name here is an example's (`people_are_not_the_examples`).
+pub fn people(item_id: &str, sex: &str) -> Value {
+    let h = crate::quality::vocab::hash(item_id);
+    let pick = |list: &[&'static str], shift: u32| list[((h >> shift) as usize) % list.len()];
+    let first = if sex == "male" { MALE } else { FEMALE };
+    let (s1, s2) = (pick(SURNAMES, 8), pick(SURNAMES, 24));
+    let s2 = if s1 == s2 {
+        SURNAMES[(SURNAMES.iter().position(|s| *s == s1).unwrap_or(0) + 1) % SURNAMES.len()]
+    } else {
+        s2
+    };
+    json!({
+        "patient": format!("{} {}", pick(first, 0), pick(SURNAMES, 16)),
+        "clinician": format!("Dr. {} {s1}", pick(if h & 1 == 0 { FEMALE } else { MALE }, 40)),
+        "colleague": format!("Dr. {} {s2}", pick(if h & 2 == 0 { MALE } else { FEMALE }, 48)),
+        "mrn": format!("{:07}", (h >> 32) % 9_000_000 + 1_000_000),
     })
 }
 

@@ -367,3 +367,40 @@ fn estimate_tokens_tracks_the_real_tokenizer() {
     );
     assert!((0.9..1.1).contains(&ratio), "{ratio}");
 }
+
+#[test]
+fn people_are_not_the_examples_and_compact_requests_name_them() {
+    let (tax, schemas) = inputs();
+    let p = prompts(TemplateProfile::Compact);
+    for i in 0..200 {
+        for sex in ["female", "male"] {
+            let people = people(&format!("item-{i}"), sex);
+            for role in ["patient", "clinician", "colleague", "mrn"] {
+                let name = people[role].as_str().unwrap();
+                assert_eq!(p.examples.name_in(name), None, "{role} {name:?}");
+            }
+            assert_ne!(people["clinician"], people["colleague"]);
+        }
+    }
+    // The same item gets the same people (a resumed run renders the same prompt).
+    assert_eq!(people("a", "male"), people("a", "male"));
+    let it = item(tax, "summarization", "progress_note", "plain_text", 1);
+    let ctx = base_context(tax, schemas, &it);
+    let msgs = p
+        .render(&p.template_for(Stage::Document, &it), &ctx)
+        .expect("renders");
+    let request = &msgs.last().unwrap().content;
+    let patient = ctx["people"]["patient"].as_str().unwrap();
+    assert!(request.contains(patient), "{request}");
+    let guideline = tax
+        .documents
+        .iter()
+        .find(|d| d.family == "guideline_label")
+        .unwrap();
+    let it = item(tax, "summarization", &guideline.id, "plain_text", 1);
+    let ctx = base_context(tax, schemas, &it);
+    let msgs = p
+        .render(&p.template_for(Stage::Document, &it), &ctx)
+        .expect("renders");
+    assert!(!msgs.last().unwrap().content.contains("Names to use"));
+}
