@@ -363,19 +363,21 @@ const SURNAMES: &[&str] = &[
 /// name here is an example's (`people_are_not_the_examples`).
 pub fn people(item_id: &str, sex: &str) -> Value {
     let h = crate::quality::vocab::hash(item_id);
-    let pick = |list: &[&'static str], shift: u32| list[((h >> shift) as usize) % list.len()];
-    let first = if sex == "male" { MALE } else { FEMALE };
-    let (s1, s2) = (pick(SURNAMES, 8), pick(SURNAMES, 24));
-    let s2 = if s1 == s2 {
-        SURNAMES[(SURNAMES.iter().position(|s| *s == s1).unwrap_or(0) + 1) % SURNAMES.len()]
-    } else {
-        s2
-    };
+    let n = SURNAMES.len() as u64;
+    // Three different surnames, so no clinician shares the patient's name.
+    let a = h % n;
+    let b = (a + 1 + (h >> 8) % (n - 1)) % n;
+    let c = (0..n)
+        .map(|k| (b + 1 + (h >> 16) + k) % n)
+        .find(|x| *x != a && *x != b)
+        .unwrap_or(a);
+    let first = |list: &[&'static str], shift: u32| list[((h >> shift) as usize) % list.len()];
+    let patient_first = first(if sex == "male" { MALE } else { FEMALE }, 24);
     json!({
-        "patient": format!("{} {}", pick(first, 0), pick(SURNAMES, 16)),
-        "clinician": format!("Dr. {} {s1}", pick(if h & 1 == 0 { FEMALE } else { MALE }, 40)),
-        "colleague": format!("Dr. {} {s2}", pick(if h & 2 == 0 { MALE } else { FEMALE }, 48)),
-        "mrn": format!("{:07}", (h >> 32) % 9_000_000 + 1_000_000),
+        "patient": format!("{patient_first} {}", SURNAMES[a as usize]),
+        "clinician": format!("Dr. {} {}", first(FEMALE, 32), SURNAMES[b as usize]),
+        "colleague": format!("Dr. {} {}", first(MALE, 40), SURNAMES[c as usize]),
+        "mrn": format!("{:07}", (h >> 44) % 9_000_000 + 1_000_000),
     })
 }
 

@@ -31,6 +31,11 @@ static PERSON: LazyLock<Regex> = LazyLock::new(|| {
     )
     .expect("valid regex")
 });
+/// A worked example's subject or title line, copied whole ("Subject: Dizzy since the dose
+/// change").
+static SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
+    vocab::regex(r"(?m)^(?:Subject|Re|Title):\s*([A-Z][^\n]{10,80}?)\s*$").expect("valid regex")
+});
 /// Record numbers: 6 digits or more in a row.
 static RECORD_NUMBER: LazyLock<Regex> =
     LazyLock::new(|| vocab::regex(r"\b\d{6,}\b").expect("valid regex"));
@@ -76,6 +81,7 @@ impl Examples {
                     }
                 }
                 names.extend(RECORD_NUMBER.find_iter(literal).map(|m| m.as_str().into()));
+                names.extend(SUBJECT.captures_iter(literal).map(|c| c[1].to_string()));
                 let words = vocab::words(literal);
                 grams.extend(gram_hashes(&words));
             }
@@ -123,11 +129,15 @@ mod tests {
     #[test]
     fn names_numbers_and_phrases_of_the_literal_text_only() {
         let ex = Examples::from_texts([
-            "{# Dr. Hidden Comment #}From: Frank Miller (DOB 03/02/1961)\nMRN 5520913\nFollow up with Dr. Alan Chen in 1 week.{{ c.name }} Dear Dr. Ortiz, I started lisinopril 10 mg once a day three weeks ago.",
+            "Subject: Cough after starting lisinopril\n{# Dr. Hidden Comment #}From: Frank Miller (DOB 03/02/1961)\nMRN 5520913\nFollow up with Dr. Alan Chen in 1 week.{{ c.name }} Dear Dr. Ortiz, I started lisinopril 10 mg once a day three weeks ago.",
         ]);
         assert_eq!(ex.name_in("Signed, Frank Miller"), Some("Frank Miller"));
         assert_eq!(ex.name_in("seen by Dr. Chen today"), Some("Dr. Chen"));
         assert_eq!(ex.name_in("MRN 5520913"), Some("5520913"));
+        assert_eq!(
+            ex.name_in("Subject: Cough after starting lisinopril\nFrom: Ann"),
+            Some("Cough after starting lisinopril")
+        );
         assert_eq!(ex.name_in("Dr. Ortizo and Frank Millerson"), None);
         assert_eq!(ex.name_in("Dr. Hidden Comment"), None);
         let copied = vocab::words("She wrote: Dear Dr. Ortiz, I started lisinopril 10 mg once a day three weeks ago, then");

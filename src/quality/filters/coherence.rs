@@ -55,6 +55,34 @@ fn impossible_clock(text: &str) -> Option<&str> {
     })
 }
 
+static AGE: LazyLock<Regex> = LazyLock::new(|| {
+    vocab::regex(r"(?i)\b(\d{1,3})[- ](?:year|yr)s?[- ]old\b").expect("valid regex")
+});
+static DOB: LazyLock<Regex> = LazyLock::new(|| {
+    vocab::regex(r"(?i)\b(?:DOB|date of birth|born)\s*:?\s*(?:on\s+)?\d{1,2}/\d{1,2}/(\d{4})\b")
+        .expect("valid regex")
+});
+static YEAR_4: LazyLock<Regex> =
+    LazyLock::new(|| vocab::regex(r"\b\d{1,2}/\d{1,2}/(\d{4})\b").expect("valid regex"));
+
+/// A stated age that the date of birth and the document's latest date make impossible
+/// (more than a year apart): "a 65-year-old ... DOB 2/15/2023 ... Sent: 24/07/2023".
+fn age_contradicts_dob(doc: &str) -> Option<String> {
+    let dob = DOB.captures(doc)?;
+    let born: u32 = dob[1].parse().ok()?;
+    let at = dob.get(1)?.start();
+    // The latest other date is when the document was written.
+    let now: u32 = YEAR_4
+        .captures_iter(doc)
+        .filter(|c| c.get(1).is_some_and(|m| m.start() != at))
+        .filter_map(|c| c[1].parse().ok())
+        .max()?;
+    let age: u32 = AGE.captures(doc)?[1].parse().ok()?;
+    let implied = now.checked_sub(born)?;
+    (implied.abs_diff(age) > 1)
+        .then(|| format!("a {age}-year-old born in {born} would be {implied} in {now}"))
+}
+
 fn person(s: &str) -> String {
     vocab::words(s).join(" ")
 }
@@ -90,6 +118,9 @@ impl Filter for Coherence {
             let d = format!("the document is from {who:?} and addressed to {who:?}");
             return Verdict::Drop("sender_is_recipient", d);
         }
+        if let Some(d) = age_contradicts_dob(&p.rec.input) {
+            return Verdict::Drop("age_contradicts_dob", format!("document: {d}"));
+        }
         for (part, text) in p.parts() {
             if let Some(bad) = impossible_date(text).or_else(|| impossible_clock(text)) {
                 let d = format!("{part}: {bad:?} is no real date or time");
@@ -118,6 +149,22 @@ mod tests {
         assert_eq!(self_addressed("Dear Dr. Lee,\nNo sender header."), None);
         let thread = "From: Dr. Shah    To: Dr. Becker\nMessage: advice?\nFrom: Dr. Becker    To: Dr. Shah\nReply: yes";
         assert_eq!(self_addressed(thread), None);
+    }
+
+    #[test]
+    fn an_age_the_date_of_birth_rules_out() {
+        let doc = "From: Olivia Nguyen (DOB 2/15/2023)    Sent: 24/07/2023 19:26\nI am a 65-year-old woman";
+        assert!(age_contradicts_dob(doc).is_some());
+        let ok = "Patient: Ann Roe, DOB 03/02/1961, seen 05/14/2024. 63-year-old woman with";
+        assert_eq!(age_contradicts_dob(ok), None);
+        assert_eq!(
+            age_contradicts_dob("A 65-year-old woman seen 05/14/2024."),
+            None
+        );
+        assert_eq!(
+            age_contradicts_dob("DOB: 04/11/1956. A 67-year-old man."),
+            None
+        );
     }
 
     #[test]

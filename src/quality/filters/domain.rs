@@ -3,6 +3,7 @@
 //! text's content words that our clinical vocabulary knows (see `quality::vocab`).
 
 use super::{word_count, Filter, FilterCtx, Prepared, Verdict};
+use regex::Regex;
 use rustc_hash::FxHashMap;
 use std::sync::LazyLock;
 
@@ -159,12 +160,37 @@ const MIN_ANSWER_SHARE: f64 = 0.08;
 /// ("head", "wall", "corner", "card" of a football report).
 const MIN_DOCUMENT_MEDICAL: f64 = 0.07;
 
+/// Pleasantries, boilerplate and promotional filler: a small teacher pads a document with
+/// them when it has nothing clinical to say. One is ordinary in a real message; three or
+/// more distinct ones are a document made of filler.
+static FILLER: LazyLock<Regex> = LazyLock::new(|| {
+    crate::quality::vocab::regex(
+        r"(?i)i hope (?:this|my) (?:message|email|letter|note) finds you|i hope you are (?:well|doing well)|(?:i am|i'm|we are|we're) (?:pleased|delighted|excited|thrilled|honou?red|happy) (?:to (?:report|announce|inform|share|let you know)|about the opportunity)|excited about the opportunity|those who need it most|(?:excellent|exceptional|outstanding|compassionate|high-quality|world-class) (?:and compassionate )?(?:care|team|service|support)|dedicated to (?:providing|helping|delivering)|it(?:'s| is) (?:a great|an) honou?r|we(?:'re| are) all in this together|your story is (?:very )?inspiring|thank you for (?:your willingness|being there|your time and|your understanding)|i have a lot of work ahead|there are many (?:different )?(?:types|kinds|medical conditions|options|treatments)|it is important (?:for us )?to (?:take all|discuss|remember|note|consider)|make an informed decision|i would (?:like|love) to (?:discuss this further|share my experience|learn more)|please (?:do not|don't) hesitate to|look(?:ing)? forward to (?:hearing|working|your)",
+    )
+    .expect("valid regex")
+});
+const MAX_FILLER: usize = 3;
+
 pub(crate) struct ClinicalDomain;
 impl Filter for ClinicalDomain {
     fn name(&self) -> &'static str {
         "clinical_domain"
     }
     fn check(&self, p: &Prepared, _cx: &FilterCtx) -> Verdict {
+        let mut filler: Vec<String> = FILLER
+            .find_iter(&p.rec.input)
+            .map(|m| m.as_str().to_lowercase())
+            .collect();
+        filler.sort();
+        filler.dedup();
+        if filler.len() >= MAX_FILLER {
+            let d = format!(
+                "document: {} filler phrases: {}",
+                filler.len(),
+                filler.join("; ")
+            );
+            return Verdict::Drop("filler_text", d);
+        }
         if let Some((share, medical, n)) = clinical_share(p, &p.doc_words) {
             if medical < MIN_DOCUMENT_MEDICAL {
                 let d = format!(

@@ -321,6 +321,11 @@ impl Filter for Truncation {
         if let Some(d) = cut_off(p.instruction, None) {
             return Verdict::Drop("truncated_text", format!("instruction: {d}"));
         }
+        // "...using the following format:" with no format after it.
+        if p.instruction.trim_end().ends_with(':') {
+            let d = "instruction: ends on ':' with nothing after it".to_string();
+            return Verdict::Drop("truncated_text", d);
+        }
         for (at, s) in &p.strings {
             // Short json values (labels, names, values) carry no sentence to cut.
             if p.is_json() && word_count(s) < 6 {
@@ -339,6 +344,12 @@ impl Filter for Truncation {
     }
 }
 
+/// A title or the start of a header field as the last thing written: "To: Dr.".
+static TRAILING_TITLE: LazyLock<Regex> = LazyLock::new(|| {
+    crate::quality::vocab::regex(r"\b(?:(?:To|From|Re|Cc|Date|Sent)\s*:\s*)?(?:(?:Dr|Mr|Mrs|Ms|Prof)\.|(?:To|From|Re|Cc|Date|Sent)\s*:)$")
+        .expect("valid regex")
+});
+
 /// Why `text` looks cut off, if it does: it ends on a word no sentence ends on, on a comma
 /// or an opening bracket, with a bracket or quote left open, or (for an answer) on a
 /// fragment of a longer word of the document ("...and lisin" where the note has
@@ -350,6 +361,9 @@ fn cut_off(text: &str, answer_of: Option<&Prepared>) -> Option<String> {
         return None;
     }
     let last_char = t.chars().last()?;
+    if let Some(m) = TRAILING_TITLE.find(t) {
+        return Some(format!("ends with {:?}", m.as_str()));
+    }
     if matches!(last_char, ',' | '(' | '[' | '{' | '/' | '&' | '+') || t.ends_with(" -") {
         return Some(format!("ends with {last_char:?}"));
     }

@@ -206,10 +206,14 @@ pub const FILTERS: &[(&str, &[&str])] = &[
     ("meta_text", &["meta_text", "prompt_echo"]),
     ("example_copy", &["example_copy"]),
     ("language", &["non_english"]),
-    ("clinical_domain", &["non_clinical"]),
+    ("clinical_domain", &["non_clinical", "filler_text"]),
     (
         "coherence",
-        &["sender_is_recipient", "impossible_date_time"],
+        &[
+            "sender_is_recipient",
+            "impossible_date_time",
+            "age_contradicts_dob",
+        ],
     ),
     (
         "length",
