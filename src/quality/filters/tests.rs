@@ -396,3 +396,20 @@ fn disable_and_first_drop_order() {
     };
     assert_eq!(run_with(&both, &off), Ok(()));
 }
+
+#[test]
+fn a_document_of_filler_is_dropped() {
+    let filler = Record {
+        input_data: "clinician_secure_message".into(),
+        input: "From: Dr. Janet Ibrahim, Orthopedic Surgery    To: Dr. Janet Russo, Telemedicine    12/31/2024 19:57\nRe: Displaced comminuted supracondylar fracture without intercondylar fracture of left humerus\nReply (Dr. Ibrahim, 16:08): Thank you for your willingness to consult with me. I am pleased to report that you have been referred to a multidisciplinary orthopedic surgery team at the University of California San Francisco. We are pleased to announce that we will be able to provide you with an excellent and compassionate team member who is dedicated to providing exceptional care to patients in need.".into(),
+        ..record()
+    };
+    let d = run_with(&filler, &FiltersConfig::default()).unwrap_err();
+    assert_eq!(d.reason, "filler_text", "{}", d.detail);
+    // One pleasantry in a real message is no filler.
+    let real = Record {
+        input: format!("I hope this message finds you well.\n{NOTE}"),
+        ..record()
+    };
+    assert_eq!(reason(&real), None);
+}
