@@ -62,6 +62,14 @@ impl Filter for Markup {
     }
 }
 
+/// A header field line of a message or letter.
+static HEADER_LINE: LazyLock<Regex> = LazyLock::new(|| {
+    crate::quality::vocab::regex(
+        r"(?i)^\s*(?:from|to|re|subject|sent|date|cc|bcc|dob|mrn|attn|fax|tel|phone|sender and recipient|recipient|sender)\s*:",
+    )
+    .expect("valid regex")
+});
+
 pub(crate) struct Length;
 impl Filter for Length {
     fn name(&self) -> &'static str {
@@ -76,8 +84,19 @@ impl Filter for Length {
                 lo as f64 * c.document_min_factor,
                 hi as f64 * c.document_max_factor,
             );
-            if (n as f64) < min {
-                let d = format!("{n} words; {} needs at least {min:.0}", doc.id);
+            // Header lines (From:, To:, Re:, Sent:...) are no document by themselves.
+            let body: usize = p
+                .rec
+                .input
+                .lines()
+                .filter(|l| !HEADER_LINE.is_match(l))
+                .map(word_count)
+                .sum();
+            if (body as f64) < min {
+                let d = format!(
+                    "{body} words outside header lines ({n} in all); {} needs at least {min:.0}",
+                    doc.id
+                );
                 return Verdict::Drop("document_too_short", d);
             }
             if n as f64 > max {

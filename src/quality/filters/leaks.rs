@@ -132,6 +132,14 @@ static META: LazyLock<Regex> = LazyLock::new(|| {
     .expect("valid regex")
 });
 
+/// A letter's closing line.
+static SIGN_OFF: LazyLock<Regex> = LazyLock::new(|| {
+    crate::quality::vocab::regex(
+        r"(?im)^\s*(?:best wishes|best regards|kind regards|warm regards|regards|sincerely|yours (?:truly|sincerely)|thanks|thank you|many thanks|cheers),?\s*$",
+    )
+    .expect("valid regex")
+});
+
 /// An instruction that is the teacher talking about writing one.
 static META_INSTRUCTION: LazyLock<Regex> = LazyLock::new(|| {
     crate::quality::vocab::regex(
@@ -190,6 +198,15 @@ impl Filter for MetaText {
         }
         if let Some(m) = META.find(&p.answer) {
             return Verdict::Drop("meta_text", format!("answer: {:?}", m.as_str().trim()));
+        }
+        // A sign-off belongs to a letter, not to an extraction or a summary of one.
+        let writes_letters = matches!(
+            p.rec.task_type.as_str(),
+            "simplification" | "note_generation" | "error_correction" | "deidentification"
+        );
+        if let Some(m) = SIGN_OFF.find(&p.answer).filter(|_| !writes_letters) {
+            let d = format!("answer: signs off with {:?}", m.as_str().trim());
+            return Verdict::Drop("meta_text", d);
         }
         Verdict::Keep
     }

@@ -9,10 +9,12 @@ use super::{Filter, FilterCtx, Prepared, Verdict};
 use regex::Regex;
 use std::sync::LazyLock;
 
-/// A request: an imperative or modal opening, a request verb anywhere, or a question.
+/// A request: a question, a modal opening, or a request verb that opens a clause ("List
+/// ...", "Using the note, list ...", "please list"); a statement that merely contains
+/// one ("Extracting the symptoms is an important part of ...") is no request.
 static REQUEST: LazyLock<Regex> = LazyLock::new(|| {
     crate::quality::vocab::regex(
-        r"(?i)\?|\b(?:summari[sz]e|list|identify|extract|classify|categori[sz]e|assign|determine|decide|rewrite|re-write|explain|answer|find|correct|fix|write|draft|generate|create|compose|prepare|produce|label|tag|code|redact|remove|mask|replace|de-?identify|anonymi[sz]e|mark|highlight|give|provide|state|tell|describe|outline|pull|capture|record|fill|map|link|pair|match|build|construct|convert|turn|translate|simplify|paraphrase|condense|shorten|sum\s+up|recap|note|flag|point\s+out|show|report|assess|evaluate|judge|check|review|verify|detect|spot|locate|select|choose|pick|rate|rank|order|sort|put|organi[sz]e|arrange|enumerate|specify|indicate|name|document|chart|convert|compile|tabulate|structure|normali[sz]e|infer|conclude|predict|estimate|compare|contrast|clarify|interpret|reword|restate|edit|proofread|revise|update)\b|^\s*(?:please|can|could|would|will|what|which|who|when|where|why|how|is|are|does|do|did|was|were|has|have)\b",
+        r"(?i)\?|(?:^|[.!?:;,\n]\s*|\b(?:please|kindly|you to|then|and|also|now|briefly|first|carefully)\s+)(?:return|output|delete|erase|strip|scrub|hide|obscure|transform|summari[sz]e|list|identify|extract|classify|categori[sz]e|assign|determine|decide|rewrite|re-write|explain|answer|find|correct|fix|write|draft|generate|create|compose|prepare|produce|label|tag|code|redact|remove|mask|replace|de-?identify|anonymi[sz]e|mark|highlight|give|provide|state|tell|describe|outline|pull|capture|record|fill|map|link|pair|match|build|construct|convert|turn|translate|simplify|paraphrase|condense|shorten|sum\s+up|recap|note|flag|point\s+out|show|report|assess|evaluate|judge|check|review|verify|detect|spot|locate|select|choose|pick|rate|rank|order|sort|put|organi[sz]e|arrange|enumerate|specify|indicate|name|document|chart|convert|compile|tabulate|structure|normali[sz]e|infer|conclude|predict|estimate|compare|contrast|clarify|interpret|reword|restate|edit|proofread|revise|update)\b|^\s*(?:please|can|could|would|will|what|which|who|when|where|why|how|is|are|does|do|did|was|were|has|have)\b|\b(?:needs? to be|should be|must be|has to be|have to be|i need|we need|i'd like|i would like|i want|we want)\b",
     )
     .expect("valid regex")
 });
@@ -354,6 +356,80 @@ fn cues(task: &str) -> Option<&'static [&'static str]> {
     })
 }
 
+const TIME_WORDS: &[&str] = &[
+    "day",
+    "week",
+    "month",
+    "year",
+    "yesterday",
+    "today",
+    "tomorrow",
+    "tonight",
+    "prior",
+    "before",
+    "after",
+    "admission",
+    "discharge",
+    "morning",
+    "evening",
+    "night",
+    "hour",
+    "minute",
+    "since",
+    "until",
+    "during",
+    "ago",
+    "later",
+    "earlier",
+    "then",
+    "now",
+    "current",
+    "ongoing",
+    "onset",
+    "recent",
+    "previous",
+    "past",
+    "childhood",
+    "age",
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+    "postoperative",
+    "postop",
+    "preoperative",
+    "preop",
+    "overnight",
+    "daily",
+    "weekly",
+    "first",
+    "last",
+    "next",
+    "start",
+    "stop",
+    "when",
+    "while",
+    "follow",
+    "hospital",
+    "visit",
+    "stay",
+];
+
 /// Whether a plain_text answer has the shape of an answer to `task`.
 fn answer_fits(task: &str, p: &Prepared) -> bool {
     let a = p.answer.to_lowercase();
@@ -451,26 +527,17 @@ fn answer_fits(task: &str, p: &Prepared) -> bool {
         "deidentification" => {
             p.answer.contains('[') || items >= 2 || n as f64 >= 0.6 * p.doc_words.len() as f64
         }
-        "temporal_extraction" => {
-            p.answer.chars().any(|c| c.is_ascii_digit())
-                || has(&[
-                    "day",
-                    "week",
-                    "month",
-                    "year",
-                    "yesterday",
-                    "today",
-                    "tomorrow",
-                    "prior",
-                    "before",
-                    "after",
-                    "admission",
-                    "morning",
-                    "evening",
-                    "night",
-                    "hour",
-                ])
-        }
+        // Every line of a timeline carries its time.
+        "temporal_extraction" => p
+            .answer
+            .lines()
+            .filter(|l| l.chars().any(char::is_alphanumeric))
+            .all(|l| {
+                l.chars().any(|c| c.is_ascii_digit())
+                    || crate::quality::vocab::words(l)
+                        .iter()
+                        .any(|w| TIME_WORDS.contains(&w.trim_end_matches('s')))
+            }),
         _ => true,
     }
 }

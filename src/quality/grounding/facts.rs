@@ -65,6 +65,21 @@ static NUMBER: LazyLock<Regex> =
 static DATE: LazyLock<Regex> = LazyLock::new(|| {
     crate::quality::vocab::regex(r"\b(\d{1,2})/(\d{1,2})/(\d{4}|\d{2})\b").expect("valid regex")
 });
+static DURATION: LazyLock<Regex> = LazyLock::new(|| {
+    crate::quality::vocab::regex(r"(?i)(?:\b|x)(\d+(?:\.\d+)?|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|a|an|last|past|this)[\s-]*(minutes?|mins?|hours?|hrs?|h|days?|d|weeks?|wks?|months?|mos?|years?|yrs?|y)\b")
+        .expect("valid regex")
+});
+/// A duration's unit, whatever its spelling ("wk", "weeks", "d").
+fn duration_unit(u: &str) -> &'static str {
+    match u.to_lowercase().trim_end_matches('s') {
+        "minute" | "min" => "minute",
+        "hour" | "hr" | "h" => "hour",
+        "day" | "d" => "day",
+        "week" | "wk" => "week",
+        "month" | "mo" => "month",
+        _ => "year",
+    }
+}
 static LIST_MARKER: LazyLock<Regex> = LazyLock::new(|| {
     crate::quality::vocab::regex(r"(?m)^\s*\(?\d{1,2}[.)]\s").expect("valid regex")
 });
@@ -202,6 +217,49 @@ pub(super) fn numbers(p: &Prepared, c: &Claims) -> Verdict {
             );
             return Verdict::Drop("ungrounded_number", d);
         }
+    }
+    // A duration must be the document's: "3 months ago" is not "three weeks ago".
+    // Durations as (number, unit); "a", "last", "this" (week) count as one, in the
+    // document only: an answer that says "a week" states no number to check.
+    let durations = |t: &str, answer: bool| -> Vec<((String, &'static str), String)> {
+        DURATION
+            .captures_iter(t)
+            .filter(|c| {
+                let after = &t[c.get(0).unwrap().end()..];
+                !after
+                    .trim_start_matches('-')
+                    .trim_start()
+                    .starts_with("old")
+            })
+            .filter_map(|c| {
+                let n = c[1].to_lowercase();
+                let n = match n.as_str() {
+                    "a" | "an" | "last" | "past" | "this" if answer => return None,
+                    "a" | "an" | "last" | "past" | "this" => "1".to_string(),
+                    _ => WORD_NUMBERS
+                        .iter()
+                        .find(|(w, _)| *w == n)
+                        .map_or_else(|| canon(&n), |(_, d)| d.to_string()),
+                };
+                // A bare letter unit ("3 d", "x3d") is the document's shorthand only.
+                if answer && c[2].len() == 1 {
+                    return None;
+                }
+                Some(((n, duration_unit(&c[2])), c[0].trim().to_string()))
+            })
+            .collect()
+    };
+    let doc_durations: HashSet<(String, &str)> = durations(&p.rec.input, false)
+        .into_iter()
+        .chain(durations(p.instruction, false))
+        .map(|(k, _)| k)
+        .collect();
+    if let Some((_, said)) = durations(&text, true)
+        .into_iter()
+        .find(|(k, _)| !doc_durations.contains(k))
+    {
+        let d = format!("the answer states {said:?}; the document has no such duration");
+        return Verdict::Drop("ungrounded_number", d);
     }
     // A dose must be the document's with its unit, or a number the document states bare
     // ("hydrochlorothiazide, 25 in the morning").
