@@ -262,6 +262,7 @@ fn fallback_context(tax: &Taxonomy, schemas: &Schemas, rec: &Record) -> Value {
         },
         "format": rec.output_format,
         "schema": schemas.get(&rec.task_type).map(|s| s.pretty.clone()).unwrap_or_default(),
+        "people": prompt::people(&item.id, &s.sex),
         "seed": {
             "specialty": s.specialty, "age_band": s.age_band, "sex": s.sex,
             "care_setting": s.care_setting, "writing_style": s.writing_style,

@@ -323,7 +323,7 @@ fn schema_in_prompt(prompt: &str) -> Option<Value> {
 }
 
 const NAMES: &[&str] = &[
-    "Maria Lopez",
+    "Marisol Vega",
     "James Carter",
     "Aiko Tanaka",
     "Samuel Okafor",
@@ -556,8 +556,13 @@ fn answer(prompt: &str, src: &Source, rng: &mut ChaCha8Rng) -> String {
             return items.join("\n");
         }
     }
+    // What an answer of the task always has (its label, its verdict, its social history).
     let label = if task.contains("natural language inference task") {
         " Label: entailment, since the note states it."
+    } else if task.contains("error detection and correction task") {
+        " No error found: the note is consistent."
+    } else if task.contains("social determinants of health extraction task") {
+        " Social history: not documented."
     } else {
         ""
     };
@@ -790,6 +795,24 @@ pub fn instance(schema: &Value, key: &str, src: &Source, rng: &mut ChaCha8Rng) -
                 s.push('x');
             }
             Value::String(s)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The mock's people are none of the templates' worked examples, or `example_copy`
+    /// would reject the mock's documents as copies.
+    #[test]
+    fn names_are_not_the_templates_examples() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+        let ex = crate::quality::examples::Examples::from_dir(&dir);
+        assert!(
+            ex.name_in("Frank Miller").is_some(),
+            "the examples were read"
+        );
+        for n in super::NAMES.iter().chain(["Dr. Patel"].iter()) {
+            assert_eq!(ex.name_in(n), None, "{n}");
         }
     }
 }
