@@ -100,25 +100,28 @@ impl Examples {
         self.names.as_ref()?.find(text).map(|m| m.as_str())
     }
 
-    /// Whether a run of `GRAM` words (`words` lowercased, as `vocab::words` gives) is one
-    /// of the templates'.
-    pub fn copied_gram<'w>(&self, words: &'w [String]) -> Option<&'w [String]> {
+    /// The first run of `GRAM` words that is one of the templates': `words` lowercased
+    /// (as `vocab::words` gives) and `hashes` their `vocab::hash`es.
+    pub fn copied_gram<'w>(&self, words: &'w [String], hashes: &[u64]) -> Option<&'w [String]> {
         if self.grams.is_empty() {
             return None;
         }
-        words
+        let i = hashes
             .windows(GRAM)
-            .find(|w| self.grams.contains(&hash_gram(w)))
+            .position(|w| self.grams.contains(&hash_gram(w)))?;
+        Some(&words[i..i + GRAM])
     }
 }
 
-fn gram_hashes(words: &[String]) -> impl Iterator<Item = u64> + '_ {
-    words.windows(GRAM).map(hash_gram)
+fn gram_hashes(words: &[String]) -> impl Iterator<Item = u64> {
+    let hashes: Vec<u64> = words.iter().map(|w| vocab::hash(w)).collect();
+    (0..hashes.len().saturating_sub(GRAM - 1)).map(move |i| hash_gram(&hashes[i..i + GRAM]))
 }
 
-pub fn hash_gram(w: &[String]) -> u64 {
+/// A run of word hashes as one.
+fn hash_gram(w: &[u64]) -> u64 {
     w.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, x| {
-        (h ^ vocab::hash(x)).wrapping_mul(0x100_0000_01b3)
+        (h ^ x).wrapping_mul(0x100_0000_01b3)
     })
 }
 
@@ -140,10 +143,20 @@ mod tests {
         );
         assert_eq!(ex.name_in("Dr. Ortizo and Frank Millerson"), None);
         assert_eq!(ex.name_in("Dr. Hidden Comment"), None);
-        let copied = vocab::words("She wrote: Dear Dr. Ortiz, I started lisinopril 10 mg once a day three weeks ago, then");
-        assert!(ex.copied_gram(&copied).is_some());
-        let own = vocab::words("I started amlodipine 5 mg once a day two weeks ago for pressure");
-        assert!(ex.copied_gram(&own).is_none());
+        let gram = |t: &str| {
+            let w = vocab::words(t);
+            let h: Vec<u64> = w.iter().map(|x| vocab::hash(x)).collect();
+            ex.copied_gram(&w, &h).map(|g| g.join(" "))
+        };
+        let copied = gram("She wrote: Dear Dr. Ortiz, I started lisinopril 10 mg once a day three weeks ago, then");
+        assert_eq!(
+            copied.as_deref(),
+            Some("dear dr ortiz i started lisinopril 10 mg once a day three")
+        );
+        assert_eq!(
+            gram("I started amlodipine 5 mg once a day two weeks ago for pressure"),
+            None
+        );
         assert!(Examples::default().name_in("Frank Miller").is_none());
     }
 }

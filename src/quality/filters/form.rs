@@ -6,6 +6,7 @@ use super::{word_count, Filter, FilterCtx, FiltersConfig, Prepared, Verdict};
 use regex::Regex;
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde_json::Value;
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::LazyLock;
 
@@ -62,13 +63,34 @@ impl Filter for Markup {
     }
 }
 
-/// A header field line of a message or letter.
-static HEADER_LINE: LazyLock<Regex> = LazyLock::new(|| {
-    crate::quality::vocab::regex(
-        r"(?i)^\s*(?:from|to|re|subject|sent|date|cc|bcc|dob|mrn|attn|fax|tel|phone|sender and recipient|recipient|sender)\s*:",
-    )
-    .expect("valid regex")
-});
+/// Labels of a message's or letter's header fields.
+const HEADER_FIELDS: &[&str] = &[
+    "from",
+    "to",
+    "re",
+    "subject",
+    "sent",
+    "date",
+    "cc",
+    "bcc",
+    "dob",
+    "mrn",
+    "attn",
+    "fax",
+    "tel",
+    "phone",
+    "sender and recipient",
+    "recipient",
+    "sender",
+];
+
+/// A header field line ("From: ...", "Sent: ...").
+fn is_header_line(line: &str) -> bool {
+    line.split_once(':').is_some_and(|(label, _)| {
+        let label = label.trim();
+        label.len() <= 20 && HEADER_FIELDS.iter().any(|f| label.eq_ignore_ascii_case(f))
+    })
+}
 
 pub(crate) struct Length;
 impl Filter for Length {
@@ -89,7 +111,7 @@ impl Filter for Length {
                 .rec
                 .input
                 .lines()
-                .filter(|l| !HEADER_LINE.is_match(l))
+                .filter(|l| !is_header_line(l))
                 .map(word_count)
                 .sum();
             if (body as f64) < min {
@@ -124,19 +146,31 @@ impl Filter for Repetition {
     }
     fn check(&self, p: &Prepared, cx: &FilterCtx) -> Verdict {
         // Each json string on its own: enum values legitimately repeat across items.
-        let mut texts: Vec<(&str, &str, std::borrow::Cow<[String]>)> = vec![
-            ("document", p.rec.input.as_str(), (&p.doc_words[..]).into()),
-            ("instruction", p.instruction, (&p.instr_words[..]).into()),
+        type Text<'a> = (&'a str, &'a str, Cow<'a, [String]>, Option<&'a [u64]>);
+        let mut texts: Vec<Text> = vec![
+            (
+                "document",
+                p.rec.input.as_str(),
+                (&p.doc_words[..]).into(),
+                Some(&p.doc_hashes),
+            ),
+            (
+                "instruction",
+                p.instruction,
+                (&p.instr_words[..]).into(),
+                None,
+            ),
         ];
         if p.is_json() {
             for (_, s) in &p.strings {
-                texts.push(("answer", s.as_str(), super::vocab::words(s).into()));
+                texts.push(("answer", s.as_str(), super::vocab::words(s).into(), None));
             }
         } else {
-            texts.push(("answer", p.answer.as_str(), (&p.answer_words[..]).into()));
+            let words = (&p.answer_words[..]).into();
+            texts.push(("answer", p.answer.as_str(), words, Some(&p.answer_hashes)));
         }
-        for (part, text, words) in &texts {
-            if let Some(d) = repetitive(text, words, cx.cfg) {
+        for (part, text, words, hashes) in &texts {
+            if let Some(d) = repetitive(text, words, *hashes, cx.cfg) {
                 return Verdict::Drop("repetitive", format!("{part}: {d}"));
             }
         }
@@ -152,7 +186,13 @@ impl Filter for Repetition {
 
 /// Why `text` (of `words`) loops, if it does: duplicate lines, repeated word 4-grams, a
 /// sentence said three times, a word four times in a row, or a run of one character.
-pub(crate) fn repetitive(text: &str, words: &[String], c: &FiltersConfig) -> Option<String> {
+/// `hashes` are the words' `vocab::hash`es when the caller has them.
+pub(crate) fn repetitive(
+    text: &str,
+    words: &[String],
+    hashes: Option<&[u64]>,
+    c: &FiltersConfig,
+) -> Option<String> {
     let lines: Vec<&str> = text
         .lines()
         .map(str::trim)
@@ -169,7 +209,14 @@ pub(crate) fn repetitive(text: &str, words: &[String], c: &FiltersConfig) -> Opt
             ));
         }
     }
-    let hashes: Vec<u64> = words.iter().map(|w| super::vocab::hash(w)).collect();
+    let owned: Vec<u64>;
+    let hashes = match hashes {
+        Some(h) => h,
+        None => {
+            owned = words.iter().map(|w| super::vocab::hash(w)).collect();
+            &owned
+        }
+    };
     if words.len() >= c.repetition_min_words.max(4) {
         let mut seen = FxHashSet::default();
         let total = hashes.len() - 3;

@@ -235,7 +235,7 @@ impl Filter for ExampleCopy {
         if let Some(n) = ex.name_in(doc) {
             return drop("document", format!("{n:?}"));
         }
-        if let Some(g) = ex.copied_gram(&p.doc_words) {
+        if let Some(g) = ex.copied_gram(&p.doc_words, &p.doc_hashes) {
             return drop("document", format!("{:?}", g.join(" ")));
         }
         for (part, text) in [
@@ -248,7 +248,10 @@ impl Filter for ExampleCopy {
         }
         // A code's description is the code set's wording, not the example's.
         let coding = p.rec.task_type == "clinical_coding";
-        if let Some(g) = ex.copied_gram(&p.answer_words).filter(|_| !coding) {
+        if let Some(g) = ex
+            .copied_gram(&p.answer_words, &p.answer_hashes)
+            .filter(|_| !coding)
+        {
             if !p.doc_words.join(" ").contains(&g.join(" ")) {
                 return drop("answer", format!("{:?}", g.join(" ")));
             }

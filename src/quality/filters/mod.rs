@@ -339,6 +339,9 @@ pub(crate) struct Prepared<'r> {
     pub doc_words: Vec<String>,
     pub instr_words: Vec<String>,
     pub answer_words: Vec<String>,
+    /// `vocab::hash` of each of `doc_words` and `answer_words`, computed once.
+    pub doc_hashes: Vec<u64>,
+    pub answer_hashes: Vec<u64>,
     doc_set: OnceLock<Source>,
     pub vocab: Arc<Vocab>,
 }
@@ -362,11 +365,16 @@ impl<'r> Prepared<'r> {
             .collect::<Vec<_>>()
             .join("\n");
         let instruction = bare_instruction(&rec.instruction);
+        let doc_words = vocab::words(&rec.input);
+        let answer_words = vocab::words(&answer);
+        let hashes = |w: &[String]| w.iter().map(|w| vocab::hash(w)).collect();
         Prepared {
             rec,
-            doc_words: vocab::words(&rec.input),
+            doc_hashes: hashes(&doc_words),
+            answer_hashes: hashes(&answer_words),
+            doc_words,
             instr_words: vocab::words(instruction),
-            answer_words: vocab::words(&answer),
+            answer_words,
             json,
             instruction,
             strings,
@@ -384,18 +392,27 @@ impl<'r> Prepared<'r> {
     pub fn source(&self) -> &Source {
         self.doc_set.get_or_init(|| {
             let mut src = Source::default();
-            let mut add = |w: &str| {
-                src.words.insert(vocab::hash(w));
-                if w.chars().count() >= 5 {
+            src.words.extend(&self.doc_hashes);
+            src.words
+                .extend(self.instr_words.iter().map(|w| vocab::hash(w)));
+            // `known`: the word's own hash is in already.
+            let mut add = |w: &str, known: bool| {
+                if !known {
+                    src.words.insert(vocab::hash(w));
+                }
+                if w.len() >= 5 && w.chars().count() >= 5 {
                     src.stems.insert(vocab::hash(vocab::stem(w, 5)));
                 }
             };
             for w in self.doc_words.iter().chain(&self.instr_words) {
                 if let Some(exp) = self.vocab.expand(w) {
-                    exp.split(' ').for_each(&mut add);
+                    exp.split(' ').for_each(|x| add(x, false));
                 }
-                add(self.vocab.generic_drug(w));
-                add(w);
+                let generic = self.vocab.generic_drug(w);
+                if generic != w {
+                    add(generic, false);
+                }
+                add(w, true);
             }
             src
         })

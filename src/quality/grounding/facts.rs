@@ -11,7 +11,7 @@
 use crate::quality::filters::{Prepared, Verdict};
 use crate::quality::vocab;
 use regex::Regex;
-use std::collections::HashSet;
+use rustc_hash::FxHashSet as HashSet;
 use std::sync::LazyLock;
 
 /// Tasks whose answers restate the document, so what they state must be in it.
@@ -287,7 +287,7 @@ pub(super) fn numbers(p: &Prepared, c: &Claims) -> Verdict {
 
 /// Numbers of the document and instruction that carry no dose unit after them.
 fn bare_numbers(p: &Prepared) -> HashSet<String> {
-    let mut out = HashSet::new();
+    let mut out = HashSet::default();
     for text in [p.rec.input.as_str(), p.instruction] {
         let dose_starts: HashSet<usize> = DOSE.find_iter(text).map(|d| d.start()).collect();
         for m in NUMBER.find_iter(text) {
@@ -356,7 +356,7 @@ static NEGATION: LazyLock<Regex> = LazyLock::new(|| {
 
 /// Content words that follow a negation within a few words ("denies chest pain").
 pub(super) fn negated_terms(p: &Prepared, text: &str) -> HashSet<String> {
-    let mut out = HashSet::new();
+    let mut out = HashSet::default();
     for m in NEGATION.find_iter(text) {
         let rest = &text[m.end()..];
         // The negation's scope ends at the sentence's end.
