@@ -63,6 +63,24 @@ pub struct Prompts {
     pub examples: crate::quality::examples::Examples,
 }
 
+/// Every `.j2` file under `dir`, at any depth, sorted.
+pub fn template_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "j2") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 /// Where the compact profile's templates live, under `templates_dir`.
 pub const COMPACT_DIR: &str = "compact";
 
@@ -78,25 +96,17 @@ impl Prompts {
         env.set_keep_trailing_newline(false);
         let mut hashes = HashMap::new();
         let mut problems = Vec::new();
-        let mut stack = vec![dir.to_path_buf()];
-        while let Some(d) = stack.pop() {
-            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-                let p = e.path();
-                if p.is_dir() {
-                    stack.push(p);
-                } else if p.extension().is_some_and(|x| x == "j2") {
-                    let name = p
-                        .strip_prefix(dir)
-                        .unwrap()
-                        .to_string_lossy()
-                        .replace('\\', "/");
-                    match std::fs::read(&p) {
-                        Ok(bytes) => {
-                            hashes.insert(name, util::short_hash(bytes));
-                        }
-                        Err(e) => problems.push(Problem::new(&p, format!("cannot read: {e}"))),
-                    }
+        for p in template_files(dir) {
+            let name = p
+                .strip_prefix(dir)
+                .unwrap()
+                .to_string_lossy()
+                .replace('\\', "/");
+            match std::fs::read(&p) {
+                Ok(bytes) => {
+                    hashes.insert(name, util::short_hash(bytes));
                 }
+                Err(e) => problems.push(Problem::new(&p, format!("cannot read: {e}"))),
             }
         }
         let prompts = Prompts {

@@ -47,21 +47,10 @@ impl Examples {
     /// The index of every `.j2` file under `dir` (unreadable files are skipped: the
     /// template loader reports them).
     pub fn from_dir(dir: &Path) -> Examples {
-        let mut texts = Vec::new();
-        let mut stack = vec![dir.to_path_buf()];
-        while let Some(d) = stack.pop() {
-            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-                let p = e.path();
-                if p.is_dir() {
-                    stack.push(p);
-                } else if p.extension().is_some_and(|x| x == "j2") {
-                    if let Ok(t) = std::fs::read_to_string(&p) {
-                        texts.push(t);
-                    }
-                }
-            }
-        }
-        texts.sort();
+        let texts: Vec<String> = crate::prompt::template_files(dir)
+            .iter()
+            .filter_map(|p| std::fs::read_to_string(p).ok())
+            .collect();
         Examples::from_texts(texts.iter().map(String::as_str))
     }
 
