@@ -4,7 +4,7 @@
 //! `example_copy` filter drops a record that does. Built from the literal text of every
 //! template under `templates_dir` (both profiles), so it follows edits to the examples.
 
-use super::vocab;
+use super::vocab::{self, Word};
 use regex::Regex;
 use rustc_hash::FxHashSet;
 use std::path::Path;
@@ -71,8 +71,11 @@ impl Examples {
                 }
                 names.extend(RECORD_NUMBER.find_iter(literal).map(|m| m.as_str().into()));
                 names.extend(SUBJECT.captures_iter(literal).map(|c| c[1].to_string()));
-                let words = vocab::words(literal);
-                grams.extend(gram_hashes(&words));
+                let hashes: Vec<u64> = vocab::words(literal)
+                    .iter()
+                    .map(|w| vocab::hash(w))
+                    .collect();
+                grams.extend(gram_hashes(&hashes));
             }
         }
         names.sort();
@@ -91,26 +94,27 @@ impl Examples {
 
     /// The first run of `GRAM` words that is one of the templates': `words` lowercased
     /// (as `vocab::words` gives) and `hashes` their `vocab::hash`es.
-    pub fn copied_gram<'w>(&self, words: &'w [String], hashes: &[u64]) -> Option<&'w [String]> {
+    pub fn copied_gram<'w>(&self, words: &'w [Word], hashes: &[u64]) -> Option<&'w [Word]> {
         if self.grams.is_empty() {
             return None;
         }
-        let i = hashes
-            .windows(GRAM)
-            .position(|w| self.grams.contains(&hash_gram(w)))?;
+        let i = gram_hashes(hashes).position(|h| self.grams.contains(&h))?;
         Some(&words[i..i + GRAM])
     }
 }
 
-fn gram_hashes(words: &[String]) -> impl Iterator<Item = u64> {
-    let hashes: Vec<u64> = words.iter().map(|w| vocab::hash(w)).collect();
-    (0..hashes.len().saturating_sub(GRAM - 1)).map(move |i| hash_gram(&hashes[i..i + GRAM]))
-}
-
-/// A run of word hashes as one.
-fn hash_gram(w: &[u64]) -> u64 {
-    w.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, x| {
-        (h ^ x).wrapping_mul(0x100_0000_01b3)
+/// The hash of each run of `GRAM` word hashes, in order: a polynomial rolling hash, so each
+/// run costs one step, not `GRAM`.
+fn gram_hashes(hashes: &[u64]) -> impl Iterator<Item = u64> + '_ {
+    const B: u64 = 0x100_0000_01b3;
+    let top = B.wrapping_pow(GRAM as u32 - 1);
+    let mut h = 0u64;
+    hashes.iter().enumerate().filter_map(move |(i, x)| {
+        if i >= GRAM {
+            h = h.wrapping_sub(hashes[i - GRAM].wrapping_mul(top));
+        }
+        h = h.wrapping_mul(B).wrapping_add(*x);
+        (i + 1 >= GRAM).then_some(h)
     })
 }
 

@@ -7,21 +7,45 @@ use crate::taxonomy::Taxonomy;
 use rustc_hash::FxHashMap;
 use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 
+/// A lowercased word of a text.
+pub type Word = String;
+
 /// Lowercased alphanumeric words of `s` (letters and digits; everything else splits).
-pub fn words(s: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    for c in s.chars() {
-        if c.is_ascii_alphanumeric() {
-            cur.push(c.to_ascii_lowercase());
-        } else if !c.is_ascii() && c.is_alphanumeric() {
-            cur.extend(c.to_lowercase());
-        } else if !cur.is_empty() {
-            out.push(std::mem::take(&mut cur));
+pub fn words(s: &str) -> Vec<Word> {
+    let mut out = Vec::with_capacity(s.len() / 6 + 1);
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        // ASCII runs byte by byte; other characters decoded (letters and digits of any
+        // script are word characters).
+        let start = i;
+        let mut ascii_only = true;
+        while i < b.len() {
+            let c = b[i];
+            if c.is_ascii_alphanumeric() {
+                i += 1;
+            } else if c >= 0x80 {
+                let ch = s[i..].chars().next().expect("char boundary");
+                if !ch.is_alphanumeric() {
+                    break;
+                }
+                ascii_only = false;
+                i += ch.len_utf8();
+            } else {
+                break;
+            }
         }
-    }
-    if !cur.is_empty() {
-        out.push(cur);
+        if i > start {
+            let w = &s[start..i];
+            out.push(if ascii_only {
+                w.to_ascii_lowercase()
+            } else {
+                w.to_lowercase()
+            });
+        } else {
+            // A separator: ASCII, or a non-alphanumeric character.
+            i += s[i..].chars().next().map_or(1, char::len_utf8);
+        }
     }
     out
 }
@@ -1303,10 +1327,44 @@ const STOP: u8 = 8;
 const DRUG: u8 = 16;
 const TERM: u8 = 32;
 
+/// The classes a word belongs to (a drug-name stem counts as a drug, a term, medical and
+/// clinical).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Class(u8);
+
+impl Class {
+    pub fn stop(self) -> bool {
+        self.0 & STOP != 0
+    }
+    pub fn clinical(self) -> bool {
+        self.0 & CLINICAL != 0
+    }
+    /// A clinical word that looks medical (a Greek or Latin root, an abbreviation we list
+    /// as clinical, or a drug), as opposed to everyday words ICD descriptions also use
+    /// ("head", "wall", "card").
+    pub fn medical(self) -> bool {
+        self.0 & MEDICAL != 0
+    }
+    /// A medical term with content (a root or a drug; not a lay word like "doctor").
+    pub fn term(self) -> bool {
+        self.0 & TERM != 0
+    }
+    /// A word that names a drug (listed, a known brand, or an INN stem).
+    pub fn drug(self) -> bool {
+        self.0 & DRUG != 0
+    }
+    /// A clinical word that carries content (not a stopword, not generic); words under
+    /// four letters are not specific (`Vocab::is_specific` checks the length).
+    pub fn specific(self) -> bool {
+        self.0 & (GENERIC | STOP) == 0 && self.clinical()
+    }
+}
+
 /// What the gate knows about clinical language: one map from a word to its classes,
 /// computed once, so a record's words are classified by one lookup each.
 pub struct Vocab {
-    flags: FxHashMap<String, u8>,
+    /// By `hash` of the word.
+    flags: FxHashMap<u64, u8>,
     brands: FxHashMap<&'static str, &'static str>,
     expansions: FxHashMap<&'static str, &'static str>,
 }
@@ -1364,7 +1422,7 @@ impl Vocab {
             }
         }
         Vocab {
-            flags,
+            flags: flags.into_iter().map(|(w, f)| (hash(&w), f)).collect(),
             brands: BRANDS.iter().copied().collect(),
             expansions: EXPANSIONS.iter().copied().collect(),
         }
@@ -1392,39 +1450,43 @@ impl Vocab {
         }
     }
 
-    fn flags(&self, w: &str) -> u8 {
-        self.flags.get(w).copied().unwrap_or(0)
+    /// The classes of `w`, whose `hash` is `h` (callers that hashed the word already pass
+    /// it).
+    pub fn class_hashed(&self, w: &str, h: u64) -> Class {
+        const STEM: u8 = CLINICAL | MEDICAL | TERM | DRUG;
+        let f = self.flags.get(&h).copied().unwrap_or(0);
+        Class(match f & STEM != STEM && drug_stem(w) {
+            true => f | STEM,
+            false => f,
+        })
+    }
+
+    pub fn class(&self, w: &str) -> Class {
+        self.class_hashed(w, hash(w))
     }
 
     pub fn is_stop(&self, w: &str) -> bool {
-        self.flags(w) & STOP != 0
+        self.class(w).stop()
     }
 
     pub fn is_clinical(&self, w: &str) -> bool {
-        self.flags(w) & CLINICAL != 0 || drug_stem(w)
+        self.class(w).clinical()
     }
 
-    /// A clinical word that carries content (not a stopword, not generic).
     pub fn is_specific(&self, w: &str) -> bool {
-        let f = self.flags(w);
-        w.len() >= 4 && f & (GENERIC | STOP) == 0 && (f & CLINICAL != 0 || drug_stem(w))
+        w.len() >= 4 && self.class(w).specific()
     }
 
-    /// A clinical word that looks medical (a Greek or Latin root, an abbreviation we list
-    /// as clinical, or a drug), as opposed to everyday words ICD descriptions also use
-    /// ("head", "wall", "card").
     pub fn is_medical(&self, w: &str) -> bool {
-        self.flags(w) & MEDICAL != 0 || drug_stem(w)
+        self.class(w).medical()
     }
 
-    /// A medical term with content (a root or a drug; not a lay word like "doctor").
     pub fn is_term(&self, w: &str) -> bool {
-        self.flags(w) & TERM != 0 || drug_stem(w)
+        self.class(w).term()
     }
 
-    /// A word that names a drug (listed, a known brand, or an INN stem).
     pub fn is_drug(&self, w: &str) -> bool {
-        self.flags(w) & DRUG != 0 || drug_stem(w)
+        self.class(w).drug()
     }
 
     /// The generic a brand stands for (or the word itself).
@@ -1440,11 +1502,25 @@ impl Vocab {
 
 /// A word with a drug name's INN stem ("-pril", "-sartan", "-mab").
 fn drug_stem(w: &str) -> bool {
+    // The suffixes by length, so a word costs one set lookup per length.
+    static BY_LEN: LazyLock<Vec<(usize, rustc_hash::FxHashSet<&'static str>)>> =
+        LazyLock::new(|| {
+            let mut by: Vec<(usize, rustc_hash::FxHashSet<&str>)> = Vec::new();
+            for s in DRUG_SUFFIXES {
+                match by.iter_mut().find(|(n, _)| *n == s.len()) {
+                    Some((_, set)) => {
+                        set.insert(s);
+                    }
+                    None => by.push((s.len(), [*s].into_iter().collect())),
+                }
+            }
+            by
+        });
     w.len() >= 6
         && w.bytes().all(|c| c.is_ascii_lowercase())
-        && DRUG_SUFFIXES
+        && BY_LEN
             .iter()
-            .any(|s| w.len() > s.len() + 2 && w.ends_with(s))
+            .any(|(n, set)| w.len() > n + 2 && set.contains(&w[w.len() - n..]))
 }
 
 /// A regex with ASCII word boundaries: a Unicode `\b` keeps the regex crate off its fast
@@ -1473,6 +1549,13 @@ mod tests {
             ["spo2", "95", "on", "2l", "x3d"]
         );
         assert_eq!(loose("\"Chest pain\" — resolved."), "chest pain resolved");
+        // Letters of any script are word characters; other characters split.
+        assert_eq!(
+            words("Café ÜBER—naïve 5µg"),
+            ["café", "über", "naïve", "5µg"]
+        );
+        // Drug-name stems, by suffix length.
+        assert!(drug_stem("lisinopril") && drug_stem("olmesartan") && !drug_stem("april"));
         assert_eq!(stem("furosemide", 5), "furos");
         assert_eq!(stem("bp", 5), "bp");
     }

@@ -3,8 +3,10 @@
 //! text's content words that our clinical vocabulary knows (see `quality::vocab`).
 
 use super::{word_count, Filter, FilterCtx, Prepared, Verdict};
+use crate::quality::vocab::{Class, Word};
 use regex::Regex;
 use rustc_hash::FxHashMap;
+use std::borrow::Cow;
 use std::sync::LazyLock;
 
 /// Function words of the languages a teacher drifts into, for texts too short for whatlang.
@@ -66,7 +68,7 @@ static FUNCTION_WORDS: LazyLock<FxHashMap<&'static str, u8>> = LazyLock::new(|| 
 
 /// English function words among `words`, and the language `words` look like when it is
 /// clearly not English.
-fn function_words(words: &[String]) -> (usize, Option<&'static str>) {
+fn function_words(words: &[Word]) -> (usize, Option<&'static str>) {
     let mut counts = [0usize; 8];
     for w in words {
         if let Some(bits) = FUNCTION_WORDS.get(w.as_str()) {
@@ -102,15 +104,16 @@ impl Filter for Language {
         ] {
             let json_answer = part == "answer" && p.is_json();
             // A json answer's prose is its longer strings; labels and codes say nothing.
-            let prose = if json_answer {
+            let prose: Cow<str> = if json_answer {
                 p.strings
                     .iter()
                     .filter(|(_, s)| word_count(s) >= 6)
                     .map(|(_, s)| s.as_str())
                     .collect::<Vec<_>>()
                     .join(" ")
+                    .into()
             } else {
-                text.to_string()
+                text.into()
             };
             let words_owned;
             let words = if json_answer {
@@ -191,7 +194,7 @@ impl Filter for ClinicalDomain {
             );
             return Verdict::Drop("filler_text", d);
         }
-        if let Some((share, medical, n)) = clinical_share(p, &p.doc_words) {
+        if let Some((share, medical, n)) = clinical_share(&p.doc_words, p.doc_classes()) {
             if medical < MIN_DOCUMENT_MEDICAL {
                 let d = format!(
                     "document: {:.0}% of {n} content words are medical terms (need {:.0}%)",
@@ -210,7 +213,7 @@ impl Filter for ClinicalDomain {
             }
         }
         if !p.is_json() {
-            if let Some((share, _, n)) = clinical_share(p, &p.answer_words) {
+            if let Some((share, _, n)) = clinical_share(&p.answer_words, p.answer_classes()) {
                 if share < MIN_ANSWER_SHARE {
                     let d = format!(
                         "answer: {:.0}% of {n} content words are clinical (need {:.0}%)",
@@ -228,24 +231,22 @@ impl Filter for ClinicalDomain {
 /// The shares of `words`' content words (not stopwords, not bare numbers) that are
 /// clinical and that are medical, and how many content words there were; None when too
 /// few to judge.
-pub(crate) fn clinical_share(p: &Prepared, words: &[String]) -> Option<(f64, f64, usize)> {
-    let content: Vec<&String> = words
-        .iter()
-        .filter(|w| w.len() >= 2 && !p.vocab.is_stop(w) && !w.chars().all(|c| c.is_ascii_digit()))
-        .collect();
-    if content.len() < MIN_CONTENT_WORDS {
+pub(crate) fn clinical_share(words: &[Word], classes: &[Class]) -> Option<(f64, f64, usize)> {
+    let (mut content, mut clinical, mut medical) = (0usize, 0usize, 0usize);
+    for (w, c) in words.iter().zip(classes) {
+        if w.len() < 2 || c.stop() || w.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        content += 1;
+        let measure = is_measure(w);
+        clinical += usize::from(c.clinical() || measure);
+        medical += usize::from(c.medical() || measure);
+    }
+    if content < MIN_CONTENT_WORDS {
         return None;
     }
-    let clinical = content
-        .iter()
-        .filter(|w| p.vocab.is_clinical(w) || is_measure(w))
-        .count();
-    let medical = content
-        .iter()
-        .filter(|w| p.vocab.is_medical(w) || is_measure(w))
-        .count();
-    let n = content.len() as f64;
-    Some((clinical as f64 / n, medical as f64 / n, content.len()))
+    let n = content as f64;
+    Some((clinical as f64 / n, medical as f64 / n, content))
 }
 
 /// A number fused with a unit or a clinical shorthand: `40mg`, `2l`, `x3d`, `q6h`.

@@ -3,11 +3,11 @@
 //! whose values are empty or filler.
 
 use super::{word_count, Filter, FilterCtx, FiltersConfig, Prepared, Verdict};
+use crate::quality::vocab::Word;
 use regex::Regex;
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde_json::Value;
 use std::borrow::Cow;
-use std::collections::HashSet;
 use std::sync::LazyLock;
 
 /// A `json` answer must parse and conform to its task's schema (the engine has already
@@ -146,7 +146,7 @@ impl Filter for Repetition {
     }
     fn check(&self, p: &Prepared, cx: &FilterCtx) -> Verdict {
         // Each json string on its own: enum values legitimately repeat across items.
-        type Text<'a> = (&'a str, &'a str, Cow<'a, [String]>, Option<&'a [u64]>);
+        type Text<'a> = (&'a str, &'a str, Cow<'a, [Word]>, Option<&'a [u64]>);
         let mut texts: Vec<Text> = vec![
             (
                 "document",
@@ -189,7 +189,7 @@ impl Filter for Repetition {
 /// `hashes` are the words' `vocab::hash`es when the caller has them.
 pub(crate) fn repetitive(
     text: &str,
-    words: &[String],
+    words: &[Word],
     hashes: Option<&[u64]>,
     c: &FiltersConfig,
 ) -> Option<String> {
@@ -243,14 +243,35 @@ pub(crate) fn repetitive(
     }) {
         return Some(format!("{:?} four times in a row", words[i]));
     }
-    // Sentences, by the hash of their words (three or more).
+    // ASCII text (the rule) without decoding UTF-8.
+    if text.is_ascii() {
+        let chars = text.bytes().enumerate().map(|(i, b)| (i, b as char));
+        sentence_loops(text, chars)
+    } else {
+        sentence_loops(text, text.char_indices())
+    }
+}
+
+/// A sentence (of three words or more, by the hash of its words) said three times, or one
+/// character 12 times in a row; `chars` are `text`'s characters with their byte offsets.
+fn sentence_loops(text: &str, chars: impl Iterator<Item = (usize, char)>) -> Option<String> {
     let mut sentences: FxHashMap<u64, u8> = FxHashMap::default();
     let (mut h, mut n, mut start) = (0u64, 0usize, 0usize);
     let mut in_word = false;
-    for (i, ch) in text
-        .char_indices()
-        .chain(std::iter::once((text.len(), '.')))
-    {
+    let mut run = (' ', 0usize);
+    for (i, ch) in chars.chain(std::iter::once((text.len(), '.'))) {
+        run = if ch == run.0 {
+            (ch, run.1 + 1)
+        } else {
+            (ch, 1)
+        };
+        if run.1 >= 12
+            && i < text.len()
+            && !ch.is_whitespace()
+            && !matches!(ch, '-' | '=' | '_' | '*' | '#' | '.')
+        {
+            return Some(format!("{ch:?} {} times in a row", run.1));
+        }
         if ch.is_alphanumeric() {
             if !in_word {
                 n += 1;
@@ -275,17 +296,6 @@ pub(crate) fn repetitive(
             }
         }
     }
-    let mut run = (' ', 0usize);
-    for ch in text.chars() {
-        run = if ch == run.0 {
-            (ch, run.1 + 1)
-        } else {
-            (ch, 1)
-        };
-        if run.1 >= 12 && !ch.is_whitespace() && !matches!(ch, '-' | '=' | '_' | '*' | '#' | '.') {
-            return Some(format!("{ch:?} {} times in a row", run.1));
-        }
-    }
     None
 }
 
@@ -293,7 +303,7 @@ pub(crate) fn repetitive(
 fn repeated_items(v: &Value) -> Option<String> {
     match v {
         Value::Array(a) if a.len() >= 2 => {
-            let mut seen = HashSet::new();
+            let mut seen = FxHashSet::default();
             for x in a {
                 let key = match x {
                     Value::String(s) => super::vocab::loose(s),

@@ -15,7 +15,7 @@ mod task_fit;
 
 use super::examples::Examples;
 use super::grounding::Grounding;
-use super::vocab::{self, Vocab};
+use super::vocab::{self, Class, Vocab, Word};
 use crate::record::{bare_instruction, Record};
 use crate::schemas::Schemas;
 use crate::taxonomy::Taxonomy;
@@ -336,13 +336,17 @@ pub(crate) struct Prepared<'r> {
     pub strings: Vec<(String, String)>,
     /// `strings` joined, one a line.
     pub answer: String,
-    pub doc_words: Vec<String>,
-    pub instr_words: Vec<String>,
-    pub answer_words: Vec<String>,
-    /// `vocab::hash` of each of `doc_words` and `answer_words`, computed once.
+    pub doc_words: Vec<Word>,
+    pub instr_words: Vec<Word>,
+    pub answer_words: Vec<Word>,
+    /// `vocab::hash` of each of `doc_words`, `instr_words` and `answer_words`, computed
+    /// once.
     pub doc_hashes: Vec<u64>,
+    pub instr_hashes: Vec<u64>,
     pub answer_hashes: Vec<u64>,
     doc_set: OnceLock<Source>,
+    doc_classes: OnceLock<Vec<Class>>,
+    answer_classes: OnceLock<Vec<Class>>,
     pub vocab: Arc<Vocab>,
 }
 
@@ -367,19 +371,23 @@ impl<'r> Prepared<'r> {
         let instruction = bare_instruction(&rec.instruction);
         let doc_words = vocab::words(&rec.input);
         let answer_words = vocab::words(&answer);
-        let hashes = |w: &[String]| w.iter().map(|w| vocab::hash(w)).collect();
+        let instr_words = vocab::words(instruction);
+        let hashes = |w: &[Word]| w.iter().map(|w| vocab::hash(w)).collect();
         Prepared {
             rec,
             doc_hashes: hashes(&doc_words),
             answer_hashes: hashes(&answer_words),
+            instr_hashes: hashes(&instr_words),
             doc_words,
-            instr_words: vocab::words(instruction),
+            instr_words,
             answer_words,
             json,
             instruction,
             strings,
             answer,
             doc_set: OnceLock::new(),
+            doc_classes: OnceLock::new(),
+            answer_classes: OnceLock::new(),
             vocab: Vocab::of(tax),
         }
     }
@@ -388,13 +396,32 @@ impl<'r> Prepared<'r> {
         is_json(self.rec)
     }
 
+    /// The vocabulary classes of each of `doc_words`.
+    pub fn doc_classes(&self) -> &[Class] {
+        self.doc_classes
+            .get_or_init(|| self.classes(&self.doc_words, &self.doc_hashes))
+    }
+
+    /// The vocabulary classes of each of `answer_words`.
+    pub fn answer_classes(&self) -> &[Class] {
+        self.answer_classes
+            .get_or_init(|| self.classes(&self.answer_words, &self.answer_hashes))
+    }
+
+    fn classes(&self, words: &[Word], hashes: &[u64]) -> Vec<Class> {
+        words
+            .iter()
+            .zip(hashes)
+            .map(|(w, h)| self.vocab.class_hashed(w, *h))
+            .collect()
+    }
+
     /// The document's words (with known abbreviations expanded) and the instruction's.
     pub fn source(&self) -> &Source {
         self.doc_set.get_or_init(|| {
             let mut src = Source::default();
             src.words.extend(&self.doc_hashes);
-            src.words
-                .extend(self.instr_words.iter().map(|w| vocab::hash(w)));
+            src.words.extend(&self.instr_hashes);
             // `known`: the word's own hash is in already.
             let mut add = |w: &str, known: bool| {
                 if !known {
@@ -470,7 +497,17 @@ fn string_values(v: &Value, path: String, out: &mut Vec<(String, String)>) {
 }
 
 fn word_count(s: &str) -> usize {
-    s.split_whitespace().count()
+    if !s.is_ascii() {
+        return s.split_whitespace().count();
+    }
+    // ASCII: the same words as `split_whitespace`, byte by byte.
+    let (mut n, mut prev_ws) = (0, true);
+    for &c in s.as_bytes() {
+        let ws = c == b' ' || (b'\t'..=b'\r').contains(&c);
+        n += usize::from(prev_ws && !ws);
+        prev_ws = ws;
+    }
+    n
 }
 
 #[cfg(test)]

@@ -413,3 +413,17 @@ fn a_document_of_filler_is_dropped() {
     };
     assert_eq!(reason(&real), None);
 }
+
+#[test]
+fn word_count_is_split_whitespace() {
+    for s in [
+        "",
+        "  ",
+        "one",
+        " two  words ",
+        "tab\tand\nnewline\r\nand\x0bvertical\x0cfeed",
+        "non-ascii\u{a0}space — and é",
+    ] {
+        assert_eq!(super::word_count(s), s.split_whitespace().count(), "{s:?}");
+    }
+}

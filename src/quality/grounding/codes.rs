@@ -148,7 +148,7 @@ const ICD_FILLER: &[&str] = &[
 /// Whether enough content words of the code's description (or their stems) are in the
 /// document.
 fn description_fits(p: &Prepared, code: &IcdCode) -> bool {
-    let mut content: Vec<String> = vocab::words(&code.description)
+    let mut content: Vec<vocab::Word> = vocab::words(&code.description)
         .into_iter()
         .filter(|w| {
             w.len() >= 3
@@ -169,7 +169,7 @@ fn description_fits(p: &Prepared, code: &IcdCode) -> bool {
     // "No rib fracture" does not support a rib fracture code.
     let negated = super::facts::negated_terms(p, &p.rec.input);
     // Six-letter stems: "fracture" is not "fraction" (of an ejection fraction).
-    let stems6: std::collections::HashSet<&str> = p
+    let stems6: rustc_hash::FxHashSet<&str> = p
         .doc_words
         .iter()
         .chain(&p.instr_words)

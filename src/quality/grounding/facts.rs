@@ -9,9 +9,10 @@
 //! (`2024-03-14` for "yesterday").
 
 use crate::quality::filters::{Prepared, Verdict};
-use crate::quality::vocab;
+use crate::quality::vocab::{self, Word};
 use regex::Regex;
 use rustc_hash::FxHashSet as HashSet;
+use std::borrow::Cow;
 use std::sync::LazyLock;
 
 /// Tasks whose answers restate the document, so what they state must be in it.
@@ -50,14 +51,19 @@ fn exempt_field(path: &str) -> bool {
     )
 }
 
-/// The answer's strings that state facts, joined.
-fn claims_text(p: &Prepared) -> String {
-    p.strings
-        .iter()
-        .filter(|(at, _)| !exempt_field(at))
-        .map(|(_, s)| s.as_str())
-        .collect::<Vec<_>>()
-        .join("\n")
+/// The answer's strings that state facts, joined (the whole answer when none is exempt).
+fn claims_text<'p>(p: &'p Prepared) -> Cow<'p, str> {
+    if !p.strings.iter().any(|(at, _)| exempt_field(at)) {
+        return Cow::Borrowed(&p.answer);
+    }
+    Cow::Owned(
+        p.strings
+            .iter()
+            .filter(|(at, _)| !exempt_field(at))
+            .map(|(_, s)| s.as_str())
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
 }
 
 static NUMBER: LazyLock<Regex> =
@@ -122,56 +128,69 @@ fn unit(u: &str) -> &'static str {
     }
 }
 
-const WORD_NUMBERS: &[(&str, &str)] = &[
-    ("zero", "0"),
-    ("one", "1"),
-    ("two", "2"),
-    ("three", "3"),
-    ("four", "4"),
-    ("five", "5"),
-    ("six", "6"),
-    ("seven", "7"),
-    ("eight", "8"),
-    ("nine", "9"),
-    ("ten", "10"),
-    ("eleven", "11"),
-    ("twelve", "12"),
-    ("fifteen", "15"),
-    ("twenty", "20"),
-    ("thirty", "30"),
-    ("forty", "40"),
-    ("fifty", "50"),
-    ("hundred", "100"),
-    ("once", "1"),
-    ("twice", "2"),
-    ("half", "0.5"),
-];
+/// The digits a number word stands for.
+fn word_number(w: &str) -> Option<&'static str> {
+    Some(match w {
+        "zero" => "0",
+        "one" => "1",
+        "two" => "2",
+        "three" => "3",
+        "four" => "4",
+        "five" => "5",
+        "six" => "6",
+        "seven" => "7",
+        "eight" => "8",
+        "nine" => "9",
+        "ten" => "10",
+        "eleven" => "11",
+        "twelve" => "12",
+        "fifteen" => "15",
+        "twenty" => "20",
+        "thirty" => "30",
+        "forty" => "40",
+        "fifty" => "50",
+        "hundred" => "100",
+        "once" => "1",
+        "twice" => "2",
+        "half" => "0.5",
+        _ => return None,
+    })
+}
 
-/// Numbers of the document and the instruction (digits and number words).
-fn source_numbers(p: &Prepared) -> HashSet<String> {
-    let mut set: HashSet<String> = NUMBER
-        .find_iter(&p.rec.input)
-        .chain(NUMBER.find_iter(p.instruction))
-        .map(|m| canon(m.as_str()))
-        .collect();
+/// The numbers of the document and the instruction (digits and number words), and where
+/// each digit number starts in the document (`[0]`) and the instruction (`[1]`).
+type SourceNumbers = (HashSet<String>, [Vec<(usize, String)>; 2]);
+
+fn source_numbers(p: &Prepared) -> SourceNumbers {
+    let at = |text: &str| -> Vec<(usize, String)> {
+        NUMBER
+            .find_iter(text)
+            .map(|m| (m.start(), canon(m.as_str())))
+            .collect()
+    };
+    let at = [at(&p.rec.input), at(p.instruction)];
+    let mut all: HashSet<String> = at.iter().flatten().map(|(_, n)| n.clone()).collect();
     for w in p.doc_words.iter().chain(&p.instr_words) {
-        if let Some((_, d)) = WORD_NUMBERS.iter().find(|(n, _)| n == w) {
-            set.insert(d.to_string());
+        if let Some(d) = word_number(w) {
+            all.insert(d.to_string());
         }
     }
-    set
+    (all, at)
 }
 
 /// What the answer claims: its fact-stating strings joined, and their words.
-pub(super) struct Claims {
-    text: String,
-    words: Vec<String>,
+pub(super) struct Claims<'p> {
+    text: Cow<'p, str>,
+    words: Cow<'p, [Word]>,
 }
 
-impl Claims {
-    pub(super) fn of(p: &Prepared) -> Claims {
+impl<'p> Claims<'p> {
+    pub(super) fn of(p: &'p Prepared) -> Claims<'p> {
         let text = claims_text(p);
-        let words = vocab::words(&text);
+        let words = match &text {
+            Cow::Borrowed(_) => Cow::Borrowed(&p.answer_words[..]),
+            Cow::Owned(t) => Cow::Owned(vocab::words(t)),
+        };
         Claims { text, words }
     }
 }
@@ -202,7 +221,7 @@ pub(super) fn numbers(p: &Prepared, c: &Claims) -> Verdict {
         let d = format!("the answer states the date {d:?}, which the document does not");
         return Verdict::Drop("ungrounded_number", d);
     }
-    let have = source_numbers(p);
+    let (have, at) = source_numbers(p);
     for m in NUMBER.find_iter(&text) {
         // A number inside a code-like token (E11.9, B12) is checked as part of its word.
         let before = text[..m.start()].chars().next_back();
@@ -236,10 +255,7 @@ pub(super) fn numbers(p: &Prepared, c: &Claims) -> Verdict {
                 let n = match n.as_str() {
                     "a" | "an" | "last" | "past" | "this" if answer => return None,
                     "a" | "an" | "last" | "past" | "this" => "1".to_string(),
-                    _ => WORD_NUMBERS
-                        .iter()
-                        .find(|(w, _)| *w == n)
-                        .map_or_else(|| canon(&n), |(_, d)| d.to_string()),
+                    _ => word_number(&n).map_or_else(|| canon(&n), str::to_string),
                 };
                 // A bare letter unit ("3 d", "x3d") is the document's shorthand only.
                 if answer && c[2].len() == 1 {
@@ -266,15 +282,24 @@ pub(super) fn numbers(p: &Prepared, c: &Claims) -> Verdict {
     if !DOSE.is_match(&text) {
         return Verdict::Keep;
     }
-    let doses: HashSet<(String, &str)> = DOSE
-        .captures_iter(&p.rec.input)
-        .chain(DOSE.captures_iter(p.instruction))
-        .map(|c| (canon(&c[1]), unit(&c[2])))
-        .collect();
-    let bare = bare_numbers(p);
+    // The document's doses, and its numbers that carry no dose unit after them.
+    let mut doses: HashSet<(String, &str)> = HashSet::default();
+    let mut bare: HashSet<&str> = HashSet::default();
+    for (text, at) in [p.rec.input.as_str(), p.instruction].into_iter().zip(&at) {
+        let mut starts = HashSet::default();
+        for c in DOSE.captures_iter(text) {
+            starts.insert(c.get(0).expect("match").start());
+            doses.insert((canon(&c[1]), unit(&c[2])));
+        }
+        bare.extend(
+            at.iter()
+                .filter(|(i, _)| !starts.contains(i))
+                .map(|(_, n)| n.as_str()),
+        );
+    }
     for c in DOSE.captures_iter(&text) {
         let dose = (canon(&c[1]), unit(&c[2]));
-        if !doses.contains(&dose) && !bare.contains(&dose.0) {
+        if !doses.contains(&dose) && !bare.contains(dose.0.as_str()) {
             let d = format!(
                 "the answer states {:?}; the document has no {} {}",
                 &c[0], dose.0, dose.1
@@ -285,25 +310,11 @@ pub(super) fn numbers(p: &Prepared, c: &Claims) -> Verdict {
     Verdict::Keep
 }
 
-/// Numbers of the document and instruction that carry no dose unit after them.
-fn bare_numbers(p: &Prepared) -> HashSet<String> {
-    let mut out = HashSet::default();
-    for text in [p.rec.input.as_str(), p.instruction] {
-        let dose_starts: HashSet<usize> = DOSE.find_iter(text).map(|d| d.start()).collect();
-        for m in NUMBER.find_iter(text) {
-            if !dose_starts.contains(&m.start()) {
-                out.insert(canon(m.as_str()));
-            }
-        }
-    }
-    out
-}
-
 pub(super) fn drugs(p: &Prepared, c: &Claims) -> Verdict {
     if !restates(&p.rec.task_type) {
         return Verdict::Keep;
     }
-    for w in &c.words {
+    for w in c.words.iter() {
         if p.vocab.is_drug(w) && !p.in_source(w) {
             let d = format!("the answer names {w:?}, which the document does not");
             return Verdict::Drop("ungrounded_drug", d);
@@ -333,8 +344,8 @@ pub(super) fn claims(p: &Prepared, c: &Claims) -> Verdict {
     let Some((max_new, max_share)) = claim_limits(&p.rec.task_type) else {
         return Verdict::Keep;
     };
-    let specific: HashSet<&String> = c.words.iter().filter(|w| p.vocab.is_term(w)).collect();
-    let mut new: Vec<&&String> = specific.iter().filter(|w| !p.in_source(w)).collect();
+    let specific: HashSet<&Word> = c.words.iter().filter(|w| p.vocab.is_term(w)).collect();
+    let mut new: Vec<&&Word> = specific.iter().filter(|w| !p.in_source(w)).collect();
     new.sort();
     let share = new.len() as f64 / specific.len().max(1) as f64;
     if new.len() >= max_new && share >= max_share {
@@ -355,7 +366,7 @@ static NEGATION: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 /// Content words that follow a negation within a few words ("denies chest pain").
-pub(super) fn negated_terms(p: &Prepared, text: &str) -> HashSet<String> {
+pub(super) fn negated_terms(p: &Prepared, text: &str) -> HashSet<Word> {
     let mut out = HashSet::default();
     for m in NEGATION.find_iter(text) {
         let rest = &text[m.end()..];
@@ -409,7 +420,7 @@ pub(super) fn nli(p: &Prepared) -> Verdict {
         return Verdict::Keep;
     }
     let hyp_negated = NEGATION.is_match(&hyp);
-    let hyp_words: HashSet<String> = vocab::words(&hyp).into_iter().collect();
+    let hyp_words: HashSet<Word> = vocab::words(&hyp).into_iter().collect();
     if !hyp_negated {
         // Negated in the premise, or anywhere in the document ("without ... acute
         // cholecystitis" in the impression while the premise quotes the stones).
