@@ -400,6 +400,7 @@ pub struct Overrides {
     pub model: Option<String>,
     pub concurrency: Option<usize>,
     pub seed: Option<u64>,
+    pub items: Option<usize>,
 }
 
 impl TeacherConfig {
@@ -546,6 +547,9 @@ impl RunConfig {
         }
         if let Some(s) = ov.seed {
             self.seed = s;
+        }
+        if let Some(n) = ov.items {
+            self.items = n;
         }
     }
 
