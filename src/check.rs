@@ -2,13 +2,15 @@
 //! run can use with a sample context, build the plan, and report every problem at once.
 //! `mediflow check` and `mediflow run` both go through here before any teacher call.
 
-use crate::config::{Overrides, RunConfig, TemplateProfile};
+use crate::config::{Overrides, RunConfig, TeacherConfig, TeacherKind, TemplateProfile};
 use crate::error::{Error, Problem};
 use crate::plan::{self, Plan, PlanItem, SeedAttrs};
 use crate::prompt::{self, Prompts, Stage};
 use crate::schemas::{self, Schemas, TaskSchema};
 use crate::taxonomy::{self, Taxonomy};
-use std::path::Path;
+use crate::teacher::embedded::{model, pull};
+use crate::teacher::Teacher;
+use std::path::{Path, PathBuf};
 
 pub struct Loaded {
     pub cfg: RunConfig,
@@ -66,6 +68,7 @@ pub fn load(config: &Path, ov: &Overrides) -> Result<Loaded, Error> {
     } else {
         None
     };
+    problems.extend(embedded_caps(&cfg, config));
     let plan = plan::build(&tax, cfg.seed, cfg.items, &cfg.plan)
         .map_err(|m| problems.push(Problem::new(config, m)));
     match plan {
@@ -78,6 +81,103 @@ pub fn load(config: &Path, ov: &Overrides) -> Result<Loaded, Error> {
             judge_schema,
         }),
         _ => Err(Error::Input(problems)),
+    }
+}
+
+/// The API keys of the server teachers a run calls (the generator's, the judge's own
+/// when the judge is on), before any request: a variable named by `api_key_env` that is
+/// unset or empty is an input error, not an unauthenticated run.
+pub fn api_keys(cfg: &RunConfig, config: &Path) -> Result<(), Error> {
+    let judge = cfg.judge.teacher.as_ref().filter(|_| cfg.judge.enabled);
+    let problems: Vec<Problem> = [("", Some(&cfg.teacher)), ("judge.teacher: ", judge)]
+        .into_iter()
+        .filter_map(|(prefix, t)| {
+            let t = t.filter(|t| t.kind == TeacherKind::Openai)?;
+            let m = t.api_key().err()?;
+            Some(Problem::new(config, format!("{prefix}{m}")))
+        })
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Input(problems))
+    }
+}
+
+/// The context of the embedded model `t` names, from its GGUF header when the file is
+/// there (nothing is loaded or pulled): its length and the file.
+fn embedded_context(t: &TeacherConfig) -> Option<(usize, PathBuf)> {
+    if t.kind != TeacherKind::Embedded {
+        return None;
+    }
+    let path = match &t.embedded.path {
+        Some(p) => p.clone(),
+        None => pull::default_model_path(&t.embedded.cache()),
+    };
+    let (ct, _) = model::read_gguf(&path).ok()?;
+    Some((model::model_config(&ct).ok()?.n_ctx, path))
+}
+
+/// Token caps beyond the context of the embedded models the config names (the teacher's,
+/// the judge's), before any model is loaded.
+fn embedded_caps(cfg: &RunConfig, config: &Path) -> Vec<Problem> {
+    let mut p = Vec::new();
+    let source = |path: &Path| format!("{}, from its GGUF metadata", path.display());
+    if let Some((ctx, path)) = embedded_context(&cfg.teacher) {
+        p.extend(cfg.teacher.caps_beyond_context(ctx, &source(&path)));
+    }
+    if cfg.judge.enabled {
+        let judge = cfg.judge.teacher.as_ref().unwrap_or(&cfg.teacher);
+        if let Some((ctx, path)) = embedded_context(judge) {
+            p.extend(judge_cap_beyond(cfg.judge.max_tokens, ctx, &source(&path)));
+        }
+    }
+    p.into_iter().map(|m| Problem::new(config, m)).collect()
+}
+
+fn judge_cap_beyond(cap: u32, ctx: usize, source: &str) -> Option<String> {
+    (cap as usize >= ctx).then(|| {
+        format!(
+            "`judge.max_tokens` = {cap} does not fit the judge's context of {ctx} tokens \
+             ({source}), which the prompt shares"
+        )
+    })
+}
+
+/// The token caps against the contexts the built teachers report (an embedded model's
+/// metadata; a server's `max_model_len`, learnt by the probe): an input error before any
+/// request. `judge`: the judge's own teacher (`[judge.teacher]`) when it was built; the
+/// judge's cap is checked against the generator's context when it has none.
+pub fn teacher_fits(
+    cfg: &RunConfig,
+    config: &Path,
+    teacher: &dyn Teacher,
+    judge: Option<&dyn Teacher>,
+) -> Result<(), Error> {
+    let source = |t: &dyn Teacher| match t.backend() {
+        "embedded" => "the model's, from its GGUF metadata".to_string(),
+        "openai" => "the server's max_model_len in /models".to_string(),
+        other => format!("as the {other} teacher reports it"),
+    };
+    let mut p = Vec::new();
+    if let Some(ctx) = teacher.context_tokens() {
+        p.extend(cfg.teacher.caps_beyond_context(ctx, &source(teacher)));
+    }
+    let judge = match (judge, &cfg.judge.teacher) {
+        (Some(j), _) => Some(j),
+        (None, None) => Some(teacher),
+        (None, Some(_)) => None,
+    };
+    let judge_ctx = judge.and_then(|j| Some((j, j.context_tokens()?)));
+    if let Some((judge, ctx)) = judge_ctx.filter(|_| cfg.judge.enabled) {
+        p.extend(judge_cap_beyond(cfg.judge.max_tokens, ctx, &source(judge)));
+    }
+    if p.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Input(
+            p.into_iter().map(|m| Problem::new(config, m)).collect(),
+        ))
     }
 }
 

@@ -258,7 +258,22 @@ pub struct StageTokens {
 /// token per digit), plus headroom for headers and signatures.
 pub const DOCUMENT_TOKENS_PER_WORD: f64 = 1.4;
 
+/// The largest token cap accepted for a stage whatever the teacher (a typo's guard:
+/// `answer = 4000000000` was taken as given). No model serves a context of 2^20 tokens
+/// for one answer; the teacher's own context (the GGUF metadata, a server's
+/// `max_model_len`) bounds the caps further where it is known.
+pub const MAX_TOKENS_LIMIT: u32 = 1 << 20;
+
 impl StageTokens {
+    /// Each stage's name and cap.
+    pub fn stages(&self) -> [(&'static str, u32); 3] {
+        [
+            ("document", self.document),
+            ("instruction", self.instruction),
+            ("answer", self.answer),
+        ]
+    }
+
     /// The document cap for a type whose length range ends at `max_words`: about
     /// `DOCUMENT_TOKENS_PER_WORD` tokens per word of that upper end, never above
     /// `document` (the configured cap is an upper bound), so short types do not get (and
@@ -385,6 +400,7 @@ pub struct Overrides {
     pub model: Option<String>,
     pub concurrency: Option<usize>,
     pub seed: Option<u64>,
+    pub items: Option<usize>,
 }
 
 impl TeacherConfig {
@@ -437,13 +453,14 @@ impl TeacherConfig {
         if t.timeout_secs <= 0.0 {
             p.push("`teacher.timeout_secs` must be positive".into());
         }
-        for (name, v) in [
-            ("document", t.max_tokens.document),
-            ("instruction", t.max_tokens.instruction),
-            ("answer", t.max_tokens.answer),
-        ] {
+        for (name, v) in t.max_tokens.stages() {
             if v == 0 {
                 p.push(format!("`teacher.max_tokens.{name}` must be at least 1"));
+            } else if v > MAX_TOKENS_LIMIT {
+                p.push(format!(
+                    "`teacher.max_tokens.{name}` = {v} is beyond any model's context: at most \
+                     {MAX_TOKENS_LIMIT} (the model's own context bounds it further)"
+                ));
             }
         }
         if t.kind == TeacherKind::Embedded {
@@ -457,6 +474,47 @@ impl TeacherConfig {
             }
         }
         p
+    }
+
+    /// The API key `api_key_env` names: `Ok(None)` without one; an error naming the
+    /// setting when the variable is unset or empty here (the requests would go out
+    /// unauthenticated). Not part of `validate`: commands that call no teacher (`plan`,
+    /// `merge`) need no key, and `check::api_keys` asks before the ones that do.
+    pub fn api_key(&self) -> Result<Option<String>, String> {
+        let Some(env) = self.api_key_env.as_deref().filter(|e| !e.is_empty()) else {
+            return Ok(None);
+        };
+        let fix = "or remove `api_key_env` for a server without authentication";
+        match std::env::var(env) {
+            Ok(k) if !k.is_empty() => Ok(Some(k)),
+            Ok(_) => Err(format!(
+                "`teacher.api_key_env` names ${env}, which is empty: set it to the API key, {fix}"
+            )),
+            Err(std::env::VarError::NotPresent) => Err(format!(
+                "`teacher.api_key_env` names ${env}, which is not set: export it with the API \
+                 key, {fix}"
+            )),
+            Err(std::env::VarError::NotUnicode(_)) => Err(format!(
+                "`teacher.api_key_env` names ${env}, which is not valid text: set it to the API \
+                 key, {fix}"
+            )),
+        }
+    }
+
+    /// Problems with the token caps for a teacher whose context (prompt and answer
+    /// together) is `ctx` tokens; `source` says where that figure comes from.
+    pub fn caps_beyond_context(&self, ctx: usize, source: &str) -> Vec<String> {
+        self.max_tokens
+            .stages()
+            .into_iter()
+            .filter(|&(_, v)| v as usize >= ctx)
+            .map(|(name, v)| {
+                format!(
+                    "`teacher.max_tokens.{name}` = {v} does not fit the teacher's context of \
+                     {ctx} tokens ({source}), which the prompt shares"
+                )
+            })
+            .collect()
     }
 }
 
@@ -489,6 +547,9 @@ impl RunConfig {
         }
         if let Some(s) = ov.seed {
             self.seed = s;
+        }
+        if let Some(n) = ov.items {
+            self.items = n;
         }
     }
 
@@ -539,6 +600,13 @@ impl RunConfig {
         if self.judge.enabled {
             for m in self.judge.validate() {
                 bad(m);
+            }
+            if self.judge.max_tokens > MAX_TOKENS_LIMIT {
+                bad(format!(
+                    "`judge.max_tokens` = {} is beyond any model's context: at most \
+                     {MAX_TOKENS_LIMIT}",
+                    self.judge.max_tokens
+                ));
             }
             if let Some(jt) = &self.judge.teacher {
                 for m in jt.validate() {

@@ -50,6 +50,9 @@ pub enum Error {
     /// The teacher could not be reached during the pre-flight probe. Exit code 4.
     #[error("teacher unavailable: {0}")]
     TeacherUnavailable(String),
+    /// Another process holds the output directory's lock (see `dirlock`). Exit code 5.
+    #[error("{0}")]
+    Busy(String),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -73,6 +76,7 @@ impl Error {
             Error::Input(_) => 2,
             Error::RunMismatch(_) => 3,
             Error::TeacherUnavailable(_) => 4,
+            Error::Busy(_) => 5,
             _ => 1,
         }
     }

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod dirlock;
 pub mod dpo;
 pub mod engine;
 pub mod error;

@@ -1,5 +1,6 @@
 //! The `mediflow` binary: parse arguments, run the command, map the error class to an
-//! exit code (2 bad input, 3 run mismatch, 4 teacher unavailable, 1 anything else).
+//! exit code (2 bad input, 3 run mismatch, 4 teacher unavailable, 5 output directory in use
+//! by another process, 1 anything else).
 
 /// mimalloc: the quality gate allocates many small strings per record on every thread,
 /// where it scales better across threads than the system allocator.

@@ -103,9 +103,20 @@ impl Prompts {
                 .to_string_lossy()
                 .replace('\\', "/");
             match std::fs::read(&p) {
-                Ok(bytes) => {
-                    hashes.insert(name, util::short_hash(bytes));
-                }
+                Ok(bytes) => match std::str::from_utf8(&bytes) {
+                    Ok(_) => {
+                        hashes.insert(name, util::short_hash(bytes));
+                    }
+                    // Named here: minijinja's loader would report it against the folder.
+                    Err(e) => {
+                        let at = e.valid_up_to();
+                        problems.push(Problem::at(
+                            &p,
+                            Some(util::line_of(&String::from_utf8_lossy(&bytes[..at]), at)),
+                            format!("not UTF-8 text (invalid byte at offset {at})"),
+                        ))
+                    }
+                },
                 Err(e) => problems.push(Problem::new(&p, format!("cannot read: {e}"))),
             }
         }

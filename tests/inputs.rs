@@ -204,3 +204,169 @@ fn dpo_refuses_a_broken_inject_template_before_any_call() {
     assert_eq!(o.status.code(), Some(2), "stderr: {}", stderr(&o));
     assert!(stderr(&o).contains("inject.j2"), "{}", stderr(&o));
 }
+
+/// `mediflow ARGS` with `vars` set (or removed, for `None`) in its environment.
+fn run_env(args: &[&str], vars: &[(&str, Option<&str>)]) -> std::process::Output {
+    let mut c = std::process::Command::new(bin());
+    c.args(args).env("NO_COLOR", "1");
+    for (k, v) in vars {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    c.output().unwrap()
+}
+
+#[test]
+fn an_api_key_variable_that_is_unset_or_empty_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    const VAR: &str = "MEDIFLOW_TEST_API_KEY_9F3";
+    let cfg = config(tmp.path(), DEAD_URL, 4, "");
+    edit(
+        &cfg,
+        "model = \"mock\"",
+        &format!("model = \"mock\"\napi_key_env = \"{VAR}\""),
+    );
+    let c = cfg.to_str().unwrap();
+    for (value, says) in [(None, "is not set"), (Some(""), "is empty")] {
+        for args in [
+            vec!["check", "--config", c, "--no-probe"],
+            vec!["run", "--config", c, "--quiet"],
+        ] {
+            let o = run_env(&args, &[(VAR, value)]);
+            assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+            let err = stderr(&o);
+            assert!(
+                err.contains("run.toml")
+                    && err.contains(&format!("`teacher.api_key_env` names ${VAR}, which {says}")),
+                "{args:?}: {err}"
+            );
+        }
+    }
+    // Set, it passes the checks (and the run gets as far as the probe of a dead server).
+    let o = run_env(&["check", "--config", c, "--no-probe"], &[(VAR, Some("k"))]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run_env(&["run", "--config", c, "--quiet"], &[(VAR, Some("k"))]);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    // A judge on its own server is held to its key the same way.
+    let judge = format!(
+        "\n[judge]\nenabled = true\n\n[judge.teacher]\nkind = \"openai\"\nbase_urls = \
+         [\"{DEAD_URL}\"]\nmodel = \"judge\"\napi_key_env = \"{VAR}_JUDGE\"\n"
+    );
+    let cfg = config(tmp.path(), DEAD_URL, 4, &judge);
+    let o = run_env(
+        &["check", "--config", cfg.to_str().unwrap(), "--no-probe"],
+        &[(&format!("{VAR}_JUDGE"), None)],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!(
+            "judge.teacher: `teacher.api_key_env` names ${VAR}_JUDGE"
+        )),
+        "{}",
+        stderr(&o)
+    );
+}
+
+fn with_caps(answer: u64) -> String {
+    format!("\n[teacher.max_tokens]\ndocument = 100\ninstruction = 50\nanswer = {answer}\n")
+}
+
+#[test]
+fn a_token_cap_beyond_any_context_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config(tmp.path(), DEAD_URL, 4, &with_caps(4_000_000_000));
+    expect_input_error(
+        &cfg,
+        &[
+            "run.toml",
+            "`teacher.max_tokens.answer` = 4000000000 is beyond any model's context: at most 1048576",
+        ],
+    );
+}
+
+#[test]
+fn a_token_cap_beyond_the_servers_max_model_len_is_refused_before_any_request() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = mock(&[]);
+    let cfg = config(tmp.path(), &m.url, 4, &with_caps(40_000));
+    expect_input_error(
+        &cfg,
+        &[
+            "run.toml",
+            "`teacher.max_tokens.answer` = 40000 does not fit the teacher's context of 32768 \
+             tokens (the server's max_model_len in /models)",
+        ],
+    );
+    assert_eq!(mock_stats(&m.url)["served"], 0, "no chat request was made");
+    assert!(!tmp.path().join("outputs/test/manifest.json").exists());
+    // Within it, the same config runs.
+    let cfg = config(tmp.path(), &m.url, 2, &with_caps(30_000));
+    let o = run(&["run", "--config", cfg.to_str().unwrap(), "--quiet"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn a_token_cap_beyond_the_gguf_context_is_refused_before_loading() {
+    let tmp = tempfile::tempdir().unwrap();
+    let gguf = tmp.path().join("tiny.gguf");
+    let spec = mediflow::teacher::embedded::tiny::TinySpec {
+        context: 256,
+        ..Default::default()
+    };
+    mediflow::teacher::embedded::tiny::write(&gguf, &spec).unwrap();
+    let cfg = config(tmp.path(), DEAD_URL, 4, &with_caps(1000));
+    edit(&cfg, "kind = \"openai\"", "kind = \"embedded\"");
+    edit(
+        &cfg,
+        "[engine]",
+        &format!(
+            "[teacher.embedded]\npath = \"{}\"\ndevice = \"cpu\"\n\n[engine]",
+            gguf.display()
+        ),
+    );
+    expect_input_error(
+        &cfg,
+        &[
+            "run.toml",
+            &format!(
+                "`teacher.max_tokens.answer` = 1000 does not fit the teacher's context of 256 \
+                 tokens ({}, from its GGUF metadata)",
+                gguf.display()
+            ),
+        ],
+    );
+    // The document cap (100) and instruction cap (50) fit: only the answer is named.
+    let o = run(&["check", "--config", cfg.to_str().unwrap(), "--no-probe"]);
+    assert!(
+        !stderr(&o).contains("max_tokens.document"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn a_template_that_is_not_utf8_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let templates = tmp.path().join("templates");
+    copy_dir(&repo().join("templates"), &templates);
+    let bad = templates.join("document/research.j2");
+    let mut bytes = std::fs::read(&bad).unwrap();
+    bytes.extend_from_slice(b"\nline two \xff\xfe\n");
+    let line = 1 + bytes[..bytes.len() - 3]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count();
+    std::fs::write(&bad, bytes).unwrap();
+    let cfg = config(tmp.path(), DEAD_URL, 4, "");
+    edit(
+        &cfg,
+        &format!("templates_dir = \"{}\"", repo().join("templates").display()),
+        &format!("templates_dir = \"{}\"", templates.display()),
+    );
+    expect_input_error(
+        &cfg,
+        &[&format!("{}:{line}: not UTF-8 text", bad.display())],
+    );
+}

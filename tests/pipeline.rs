@@ -394,3 +394,30 @@ fn text_cut_at_the_token_cap_is_trimmed_and_flagged_not_retried() {
         }
     }
 }
+
+#[test]
+fn items_on_the_command_line_override_the_config() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = mock(&[]);
+    let cfg = config(tmp.path(), &m.url, 40, "");
+    let c = cfg.to_str().unwrap();
+    let out = tmp.path().join("out");
+    let o = run_to(&cfg, &out, &["--quiet", "--items", "5"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let plan = run(&["plan", "--config", c, "--json", "--items", "5"]);
+    assert!(plan.status.success(), "{}", stderr(&plan));
+    let v: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    let planned: Vec<String> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(planned.len(), 5);
+    assert_exactly_once(&out, &planned);
+    // The count is part of what the run generates: without it, the directory holds
+    // another run.
+    let o = run_to(&cfg, &out, &["--quiet"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("items"), "{}", stderr(&o));
+}

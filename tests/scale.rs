@@ -126,7 +126,7 @@ fn bench_concurrency_measures_a_sweep_and_the_adaptive_run() {
         let o = run(&bench);
         assert!(o.status.success(), "{}", stderr(&o));
         let r: Value = serde_json::from_slice(&o.stdout).unwrap();
-        // Every run does the same job: the plan's first `--items` items.
+        // Every run does the same job: a plan of `--items` items.
         let items = r["items"].as_u64().unwrap();
         assert_eq!(items, 48);
         assert_eq!(r["rounds"], rounds);

@@ -1,7 +1,7 @@
 //! `mediflow bench concurrency`: how close the adaptive controller gets to a server's best
-//! throughput, measured in one run on the same work: the same job every time, the
-//! config's plan cut to its first `--items` items, through the whole pipeline, from
-//! start to finish.
+//! throughput, measured in one run on the same work: the same job every time, a plan of
+//! `--items` items (default: the config's plan cut to 4 x the highest level of
+//! `--levels`), through the whole pipeline, from start to finish.
 //!
 //! 1. a plain fixed-concurrency sweep: for each level L, the job runs with exactly L
 //!    requests in flight. Every run does the same work: a run over fewer items has a
@@ -64,11 +64,6 @@ pub struct ConcurrencyBench {
     /// fraction of the best (0: run every level).
     #[arg(long, default_value_t = 0.75)]
     pub stop_below: f64,
-    /// Every run (each sweep point, the repeat, the adaptive run) is the same job: the
-    /// plan's first this many items, from start to finish (default: 4 x the highest level
-    /// of `--levels`).
-    #[arg(long)]
-    pub items: Option<u64>,
     /// Run the best sweep level again after the adaptive run: the best point is the highest of
     /// several noisy points, and the repeat shows the spread between two runs of a level.
     #[arg(long)]
@@ -382,9 +377,13 @@ pub async fn exec(a: ConcurrencyBench) -> Result<(), Error> {
     let own_scratch =
         std::env::temp_dir().join(format!("mediflow-bench-concurrency-{}", std::process::id()));
     let scratch = a.scratch.clone().unwrap_or_else(|| own_scratch.clone());
-    let items = a
-        .items
-        .unwrap_or(4 * a.levels.iter().copied().max().unwrap_or(1) as u64);
+    // Every run (each sweep point, the repeat, the adaptive run) is the same job: the
+    // plan of `--items` items (the shared override of `items`), or else the config's
+    // plan cut to 4 x the highest level.
+    let items = a.config.items.map_or_else(
+        || 4 * a.levels.iter().copied().max().unwrap_or(1) as u64,
+        |n| n as u64,
+    );
     let rounds = a.rounds.max(1);
     // The levels run: the first round's sweep may stop past the knee; later rounds run
     // the levels it ran.

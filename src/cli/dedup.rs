@@ -4,6 +4,7 @@
 //! Holds every record's id and dedup text in memory, and one record at a time otherwise.
 
 use crate::config::EngineConfig;
+use crate::dirlock;
 use crate::engine::manifest;
 use crate::error::{Error, Problem};
 use crate::quality::dedup::{dedup_sorted, record_text, DedupConfig, Duplicate};
@@ -78,7 +79,11 @@ pub fn exec(a: DedupArgs) -> Result<(), Error> {
             )]))
         }
     };
-    if std::fs::read_dir(&out).is_ok_and(|mut d| d.next().is_some()) {
+    // Not while a run still writes the source; one writer into `out`, which must be
+    // empty once it is ours.
+    dirlock::ensure_free(&a.dir)?;
+    let _lock = dirlock::DirLock::acquire(&out, "dedup")?;
+    if dirlock::has_content(&out) {
         return Err(Error::Input(vec![Problem::new(
             &out,
             "output directory exists and is not empty; choose another --out",

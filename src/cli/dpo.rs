@@ -39,6 +39,7 @@ pub struct DpoArgs {
 pub async fn exec(a: DpoArgs) -> Result<(), Error> {
     let strategy = Strategy::from_name(&a.strategy).expect("clap checked the name");
     let l = check::load(&a.config.config, &a.config.overrides())?;
+    check::api_keys(&l.cfg, &a.config.config)?;
     let input = |m: String| Error::Input(vec![Problem::new(&a.config.config, m)]);
     let student_cfg = match (&a.student_url, &a.student_model) {
         (Some(url), Some(model)) => {
@@ -57,11 +58,22 @@ pub async fn exec(a: DpoArgs) -> Result<(), Error> {
         }
         _ => l.cfg.dpo.student.clone(),
     };
-    if strategy == Strategy::OnPolicy && student_cfg.is_none() {
-        return Err(input(
-            "on_policy needs a student: `[dpo.student]` or --student-url with --student-model"
-                .into(),
-        ));
+    if strategy == Strategy::OnPolicy {
+        match &student_cfg {
+            None => {
+                return Err(input(
+                    "on_policy needs a student: `[dpo.student]` or --student-url with \
+                     --student-model"
+                        .into(),
+                ))
+            }
+            Some(t) if t.kind == TeacherKind::Openai => {
+                if let Err(m) = t.api_key() {
+                    return Err(input(format!("dpo.student: {m}")));
+                }
+            }
+            Some(_) => {}
+        }
     }
     // The pair builders' templates must render before any teacher call.
     let problems = crate::check::smoke_render(

@@ -10,6 +10,7 @@ mod dedup;
 mod dpo;
 mod eval;
 mod export;
+mod init;
 mod inspect;
 mod merge;
 mod mock;
@@ -35,6 +36,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Write a commented run.toml to start from (`mediflow init [DIR]`).
+    Init(init::InitArgs),
     /// Print a summary of the taxonomy (counts per family, tasks per document, cells).
     Taxonomy(taxonomy::TaxonomyArgs),
     /// Load and check config, taxonomy, templates and schemas; probe the teacher.
@@ -88,6 +91,10 @@ pub struct ConfigArgs {
     /// Overrides the run seed.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Overrides the number of work items to plan (`items`). Part of what a run generates:
+    /// resuming, or merging shards, takes the same value.
+    #[arg(long)]
+    pub items: Option<usize>,
 }
 
 impl ConfigArgs {
@@ -97,6 +104,7 @@ impl ConfigArgs {
             model: self.model.clone(),
             concurrency: self.concurrency,
             seed: self.seed,
+            items: self.items,
         }
     }
 }
@@ -117,6 +125,7 @@ pub fn main() -> i32 {
         .expect("tokio runtime");
     let result = rt.block_on(async {
         match cli.cmd {
+            Cmd::Init(a) => init::exec(a),
             Cmd::Taxonomy(a) => taxonomy::exec(a),
             Cmd::Check(a) => run::check(a).await,
             Cmd::Plan(a) => plan::exec(a),

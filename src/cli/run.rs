@@ -71,10 +71,14 @@ pub(super) async fn probe(teacher: &dyn Teacher) -> Result<String, Error> {
 
 pub async fn check(a: CheckArgs) -> Result<(), Error> {
     let l = check::load(&a.config.config, &a.config.overrides())?;
+    check::api_keys(&l.cfg, &a.config.config)?;
     let teacher_status = if a.no_probe {
         "not probed".to_string()
     } else {
-        probe(&*build_teacher(&l.cfg.teacher).await?).await?
+        let teacher = build_teacher(&l.cfg.teacher).await?;
+        let status = probe(&*teacher).await?;
+        check::teacher_fits(&l.cfg, &a.config.config, &*teacher, None)?;
+        status
     };
     let report = serde_json::json!({
         "config": a.config.config,
@@ -111,6 +115,7 @@ pub async fn exec(a: RunArgs) -> Result<(), Error> {
         None
     };
     let l = check::load(&a.config.config, &ov)?;
+    check::api_keys(&l.cfg, &a.config.config)?;
     let teacher = build_teacher(&l.cfg.teacher).await?;
     probe(&*teacher).await?;
     let judge_teacher = match &l.cfg.judge.teacher {
@@ -121,6 +126,12 @@ pub async fn exec(a: RunArgs) -> Result<(), Error> {
         }
         _ => None,
     };
+    check::teacher_fits(
+        &l.cfg,
+        &a.config.config,
+        &*teacher,
+        judge_teacher.as_deref(),
+    )?;
     let out = a
         .out
         .clone()

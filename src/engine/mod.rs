@@ -161,8 +161,10 @@ struct Committed {
 }
 
 /// Generate every planned item not already on disk in `opts.out_dir` (and, with quotas,
-/// the refills that cells short of their target need).
+/// the refills that cells short of their target need), holding the directory's lock.
 pub async fn run(sh: Arc<Shared>, plan: &Plan, opts: RunOptions) -> Result<Summary, Error> {
+    // Held to the end: a second run on this directory stops here, naming this process.
+    let _lock = crate::dirlock::DirLock::acquire(&opts.out_dir, "run")?;
     let mut items: Vec<PlanItem> = match opts.limit {
         Some(n) => plan.items.iter().take(n).cloned().collect(),
         None => plan.items.clone(),

@@ -116,12 +116,8 @@ impl Backend {
                 (t.clone(), Scorer::Embedded(t))
             }
             TeacherKind::Openai => {
-                let api_key = cfg
-                    .api_key_env
-                    .as_deref()
-                    .and_then(|v| std::env::var(v).ok())
-                    .filter(|k| !k.is_empty());
                 let chat = HttpTeacher::new(cfg).map_err(Error::Other)?;
+                let api_key = cfg.api_key().map_err(anyhow::Error::msg)?;
                 let client = reqwest::Client::builder()
                     .timeout(timeout)
                     .build()

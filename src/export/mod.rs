@@ -110,17 +110,9 @@ fn validate(o: &Options) -> Result<PathBuf, Error> {
             "--check-template is for the sft formats",
         ));
     }
-    let out = o
-        .out
+    Ok(o.out
         .clone()
-        .unwrap_or_else(|| o.run.join("export").join(o.format.name()));
-    if std::fs::read_dir(&out).is_ok_and(|mut d| d.next().is_some()) {
-        return Err(input_error(
-            &out,
-            "output directory exists and is not empty; choose another --out",
-        ));
-    }
-    Ok(out)
+        .unwrap_or_else(|| o.run.join("export").join(o.format.name())))
 }
 
 fn records(run: &Path) -> anyhow::Result<Vec<Record>> {
@@ -279,6 +271,17 @@ fn prepare_dpo(pairs: &[crate::dpo::Pair], recs: &[Record], conversational: bool
 
 pub fn export(o: &Options) -> Result<Summary, Error> {
     let out = validate(o)?;
+    // Not while a run still writes the source; one export at a time into `out`, which
+    // must be empty once it is ours (checked after locking, so two exports cannot both
+    // find it empty).
+    crate::dirlock::ensure_free(&o.run)?;
+    let _lock = crate::dirlock::DirLock::acquire(&out, "export")?;
+    if crate::dirlock::has_content(&out) {
+        return Err(input_error(
+            &out,
+            "output directory exists and is not empty; choose another --out",
+        ));
+    }
     let general = match &o.mix {
         Some(m) => {
             Some(sft::read_mix(&m.file).map_err(|e| input_error(&m.file, format!("{e:#}")))?)

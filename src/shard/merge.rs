@@ -10,6 +10,7 @@
 
 use super::{assign, ShardSpec, SHARDS_DIR};
 use crate::check::Loaded;
+use crate::dirlock::DirLock;
 use crate::engine::manifest::{self, MANIFEST, STATS};
 use crate::engine::stats::Stats;
 use crate::error::{Error, Problem};
@@ -33,11 +34,13 @@ pub struct MergeSummary {
     pub cross_shard_duplicates: u64,
 }
 
-/// One shard's directory, spec and manifest.
+/// One shard's directory, spec and manifest, locked while the merge reads it (so no
+/// `run --shard` writes it meanwhile).
 struct ShardDir {
     dir: PathBuf,
     spec: ShardSpec,
     manifest: Value,
+    _lock: DirLock,
 }
 
 fn problem(path: &Path, msg: impl Into<String>) -> Error {
@@ -55,6 +58,11 @@ fn shard_dirs(out: &Path, fingerprint: &Value) -> Result<Vec<ShardDir>, Error> {
         let dir = e
             .map_err(|e| Error::io(format!("reading {}", root.display()), e))?
             .path();
+        if !dir.is_dir() {
+            continue;
+        }
+        // A shard still running is named (with its pid) before its manifest is read.
+        let lock = DirLock::acquire(&dir, "merge")?;
         let Some(m) = manifest::read(&dir)? else {
             problems.push(Problem::new(
                 &dir,
@@ -89,6 +97,7 @@ fn shard_dirs(out: &Path, fingerprint: &Value) -> Result<Vec<ShardDir>, Error> {
             dir,
             spec,
             manifest: m,
+            _lock: lock,
         });
     }
     shards.sort_by_key(|s| s.spec.index);
@@ -156,8 +165,10 @@ fn read_shard(dir: &Path) -> Result<Vec<Outcome>, Error> {
     Ok(v)
 }
 
-/// Merge the shards under `out` into `out` itself (which must hold no merged data yet).
+/// Merge the shards under `out` into `out` itself (which must hold no merged data yet),
+/// holding the locks of `out` and of every shard directory.
 pub fn merge(l: &Loaded, out: &Path) -> Result<MergeSummary, Error> {
+    let _lock = DirLock::acquire(out, "merge")?;
     let fp = manifest::fingerprint(&l.cfg, &l.tax, &l.prompts, &l.schemas);
     let shards = shard_dirs(out, &fp)?;
     if out.join(sink::DATA_DIR).exists() || out.join(sink::REJECTS).exists() {

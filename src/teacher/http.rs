@@ -7,7 +7,7 @@ use super::endpoints::{self, Outcome, Pool};
 use super::{ChatRequest, ChatResponse, Teacher, TeacherError, Usage};
 use crate::config::TeacherConfig;
 use serde_json::{json, Value};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,16 +18,16 @@ pub struct HttpTeacher {
     api_key: Option<String>,
     /// Cleared the first time a server refuses `response_format` (then prompt-only).
     server_schema: AtomicBool,
+    /// The smallest context (`max_model_len`) the endpoints' `/models` gave for the
+    /// model at the last probe; 0 = not known.
+    context: AtomicUsize,
 }
 
 impl HttpTeacher {
     pub fn new(t: &TeacherConfig) -> anyhow::Result<Self> {
         let timeout = Duration::from_secs_f64(t.timeout_secs);
-        let api_key = t
-            .api_key_env
-            .as_deref()
-            .and_then(|v| std::env::var(v).ok())
-            .filter(|k| !k.is_empty());
+        // A named key that is not there is refused, not sent without one.
+        let api_key = t.api_key().map_err(anyhow::Error::msg)?;
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(Duration::from_secs(10).min(timeout))
@@ -43,6 +43,7 @@ impl HttpTeacher {
             model: t.model.clone(),
             api_key,
             server_schema: AtomicBool::new(true),
+            context: AtomicUsize::new(0),
         })
     }
 
@@ -236,6 +237,10 @@ impl Teacher for HttpTeacher {
         self.pool.capacity()
     }
 
+    fn context_tokens(&self) -> Option<usize> {
+        Some(self.context.load(Ordering::Relaxed)).filter(|&n| n > 0)
+    }
+
     fn current_limit(&self) -> Option<usize> {
         self.pool.current_limit()
     }
@@ -269,6 +274,12 @@ impl Teacher for HttpTeacher {
                                 .collect()
                         })
                         .unwrap_or_default();
+                    if let Some(n) = max_model_len(&v, &self.model) {
+                        let c = self.context.load(Ordering::Relaxed);
+                        if c == 0 || n < c {
+                            self.context.store(n, Ordering::Relaxed);
+                        }
+                    }
                     seen.push(format!("{} (models: {})", ep.base, ids.join(", ")));
                 }
                 Ok(r) => return Err(format!("{}/models answered {}", ep.base, r.status())),
@@ -277,4 +288,18 @@ impl Teacher for HttpTeacher {
         }
         Ok(seen.join("; "))
     }
+}
+
+/// The context length a `/models` answer gives for `model` (vLLM and SGLang list
+/// `max_model_len` per model), from its entry, or the only entry when none has its name.
+fn max_model_len(models: &Value, model: &str) -> Option<usize> {
+    let data = models["data"].as_array()?;
+    let entry = data
+        .iter()
+        .find(|m| m["id"] == model)
+        .or_else(|| (data.len() == 1).then(|| &data[0]))?;
+    entry["max_model_len"]
+        .as_u64()
+        .filter(|&n| n > 0)
+        .map(|n| n as usize)
 }

@@ -159,8 +159,13 @@ async fn slots(State(s): State<Arc<Shared>>) -> Json<Value> {
     ))
 }
 
+/// The context the mock's `/models` reports, as vLLM does (`max_model_len`).
+pub const MOCK_CONTEXT_TOKENS: usize = 32_768;
+
 async fn models() -> Json<Value> {
-    Json(json!({"object": "list", "data": [{"id": "mock-teacher", "object": "model"}]}))
+    Json(json!({"object": "list", "data": [
+        {"id": "mock-teacher", "object": "model", "max_model_len": MOCK_CONTEXT_TOKENS}
+    ]}))
 }
 
 fn hash64(bytes: &[u8]) -> u64 {

@@ -13,6 +13,7 @@ pub mod engine;
 pub mod model;
 pub mod pull;
 pub mod sampler;
+pub mod tiny;
 pub mod tokenizer;
 
 #[cfg(test)]

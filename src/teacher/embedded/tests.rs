@@ -1,6 +1,8 @@
 //! Tests of the embedded teacher against the real default model (SmolLM2-135M-Instruct),
-//! pulled into the cache on first use. Answers are kept short so the suite stays quick
-//! on a small CPU.
+//! pulled into the cache on first use, and against tiny random llama GGUF files written
+//! here (`tiny.rs`) for the quantized paths, which are too slow on the real model in the
+//! unoptimized test profile. Answers are kept short so the suite stays quick on a small
+//! CPU.
 
 use super::engine::GenParams;
 use super::sampler::SamplingParams;
@@ -140,20 +142,42 @@ async fn same_seed_same_text() {
 
 #[tokio::test]
 async fn batched_greedy_equals_solo() {
-    batch_equals_solo(Weights::F32).await;
-}
-
-/// The same with quantized weights (slow unoptimized; run with --release --ignored).
-#[tokio::test]
-#[ignore]
-async fn batched_greedy_equals_solo_quantized() {
-    batch_equals_solo(Weights::Native).await;
-    batch_equals_solo(Weights::Q8_0).await;
-}
-
-async fn batch_equals_solo(w: Weights) {
     // Its own engine, so the step count is ours alone.
-    let t = EmbeddedTeacher::load(&cfg(w)).unwrap();
+    let t = EmbeddedTeacher::load(&cfg(Weights::F32)).unwrap();
+    batch_equals_solo(&t, Weights::F32).await;
+}
+
+/// The same with quantized weights, on a tiny model stored in Q8_0 / Q4_K / Q6_K: as
+/// stored (candle's quantized matmul) and requantized to Q8_0 at load.
+#[tokio::test]
+async fn batched_greedy_equals_solo_quantized() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = tiny_model(dir.path(), &tiny::TinySpec::default());
+    for w in [Weights::Native, Weights::Q8_0] {
+        let t = EmbeddedTeacher::load(&tiny_cfg(&path, w)).unwrap();
+        assert!(t.describe().contains("stored Q4K"), "{}", t.describe());
+        batch_equals_solo(&t, w).await;
+    }
+}
+
+/// A tiny random llama GGUF at `dir/tiny.gguf`.
+fn tiny_model(dir: &Path, spec: &tiny::TinySpec) -> PathBuf {
+    let p = dir.join("tiny.gguf");
+    tiny::write(&p, spec).expect("write the tiny model");
+    p
+}
+
+fn tiny_cfg(path: &Path, weights: Weights) -> EmbeddedConfig {
+    EmbeddedConfig {
+        path: Some(path.to_path_buf()),
+        device: config::Device::Cpu,
+        weights,
+        max_batch: 8,
+        ..EmbeddedConfig::default()
+    }
+}
+
+async fn batch_equals_solo(t: &EmbeddedTeacher, w: Weights) {
     let prompts = [
         vec![Message::user("Name a vitamin.")],
         vec![
@@ -167,20 +191,22 @@ async fn batch_equals_solo(w: Weights) {
         ],
         vec![Message::user("What does BP stand for in a clinical note?")],
     ];
+    let steps = || t.stats().steps.load(std::sync::atomic::Ordering::Relaxed);
+    let before = steps();
     let mut solo = Vec::new();
     for p in &prompts {
         solo.push(t.generate(p, greedy(16)).await.unwrap().tokens);
     }
-    let solo_steps = t.stats().steps.load(std::sync::atomic::Ordering::Relaxed);
+    let solo_steps = steps() - before;
     let together = futures::future::join_all(prompts.iter().map(|p| t.generate(p, greedy(16))))
         .await
         .into_iter()
         .map(|g| g.unwrap().tokens)
         .collect::<Vec<_>>();
-    let steps = t.stats().steps.load(std::sync::atomic::Ordering::Relaxed) - solo_steps;
+    let batched_steps = steps() - before - solo_steps;
     assert!(
-        steps < solo_steps,
-        "not batched: {steps} steps vs {solo_steps} solo"
+        batched_steps < solo_steps,
+        "not batched: {batched_steps} steps vs {solo_steps} solo"
     );
     for (i, (a, b)) in solo.iter().zip(&together).enumerate() {
         assert!(!a.is_empty());
@@ -315,23 +341,35 @@ fn pulled_model_is_listed_and_verified() {
     assert!(err.contains("/nonexistent/model.gguf"), "{err}");
 }
 
-/// Throughput figures (not a test): `MEDIFLOW_BENCH_WEIGHTS=f32|native cargo test --lib
-/// embedded::tests::bench -- --ignored --nocapture` (one weight mode per process, so the
-/// peak RSS is that mode's).
+/// The model the figure-producing tests below measure: `MEDIFLOW_BENCH_MODEL` (e.g. the
+/// pulled default model, for real figures) or else a tiny quantized model written into
+/// `dir`, on which they check the same paths quickly.
+fn bench_model(dir: &Path) -> PathBuf {
+    match std::env::var_os("MEDIFLOW_BENCH_MODEL") {
+        Some(p) => PathBuf::from(p),
+        None => tiny_model(dir, &tiny::TinySpec::default()),
+    }
+}
+
+/// Throughput figures: `MEDIFLOW_BENCH_MODEL=<gguf> MEDIFLOW_BENCH_WEIGHTS=f32|native
+/// cargo test --release --lib embedded::tests::bench -- --nocapture` (one weight mode per
+/// process, so the peak RSS is that mode's). Without a model named it runs on the tiny
+/// quantized model as stored, and checks what it counts: every stream gets its tokens,
+/// the engine steps once per batched token.
 #[tokio::test]
-#[ignore]
 async fn bench() {
     let w = match std::env::var("MEDIFLOW_BENCH_WEIGHTS").as_deref() {
-        Ok("native") => Weights::Native,
+        Ok("f32") => Weights::F32,
         Ok("q8_0") => Weights::Q8_0,
         Ok("f16") => Weights::F16,
-        _ => Weights::F32,
+        _ => Weights::Native,
     };
     let gen_tokens: usize = std::env::var("MEDIFLOW_BENCH_TOKENS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(64);
-    let mut c = cfg(w);
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = tiny_cfg(&bench_model(dir.path()), w);
     c.max_batch = 16;
     c.threads = std::env::var("MEDIFLOW_BENCH_THREADS")
         .ok()
@@ -351,6 +389,8 @@ async fn bench() {
         let t0 = std::time::Instant::now();
         let g = t.generate(&msgs, p.clone()).await.unwrap();
         let s = t0.elapsed().as_secs_f64();
+        assert_eq!(g.tokens.len(), 1);
+        assert_eq!(g.prompt_tokens, t.prompt_ids(&msgs).unwrap().len());
         println!(
             "prompt: {} tokens in {:.3}s = {:.0} tok/s",
             g.prompt_tokens,
@@ -378,6 +418,7 @@ async fn bench() {
         let wall = t0.elapsed().as_secs_f64();
         let gens: Vec<_> = gens.into_iter().map(|g| g.unwrap()).collect();
         let n: usize = gens.iter().map(|g| g.tokens.len()).sum();
+        assert_eq!(n, b * gen_tokens, "batch {b}: every stream runs to its cap");
         let ttft = gens
             .iter()
             .map(|g| g.time_to_first_token.as_secs_f64())
@@ -389,6 +430,11 @@ async fn bench() {
             n as f64 / (wall - ttft) / b as f64
         );
         let (ds, df) = (ld(&st.steps) - s0, ld(&st.forward_ns) - f0);
+        // Streams decode together: about one step per token of the longest, not per token.
+        assert!(
+            (ds as usize) < gen_tokens + 2 * b,
+            "batch {b}: {ds} steps for {n} tokens"
+        );
         println!(
             "          {ds} steps, forward {:.1} ms/step, other {:.1} ms/step",
             df as f64 / 1e6 / ds as f64,
@@ -405,37 +451,59 @@ async fn bench() {
 }
 
 /// Decode-step time of the bare model (no engine) at 1, 4 and 16 rows:
-/// `cargo test --release --lib embedded::tests::profile_forward -- --ignored --nocapture`.
+/// `MEDIFLOW_BENCH_MODEL=<gguf> cargo test --release --lib embedded::tests::profile_forward
+/// -- --nocapture`. On the tiny model (weights as stored, quantized) it checks that every
+/// row of a batch gets the logits it gets alone, and that the quantized product stays
+/// close to the dense one.
 #[test]
-#[ignore]
 fn profile_forward() {
     let dev = candle_core::Device::Cpu;
-    let (ct, mut f) = model::read_gguf(&model()).unwrap();
-    let m = model::Model::load(&ct, &mut f, Weights::F32, &dev).unwrap();
-    for b in [1usize, 4, 16] {
+    let dir = tempfile::tempdir().unwrap();
+    let path = bench_model(dir.path());
+    let (ct, mut f) = model::read_gguf(&path).unwrap();
+    let m = model::Model::load(&ct, &mut f, Weights::Native, &dev).unwrap();
+    let (ct, mut f) = model::read_gguf(&path).unwrap();
+    let dense = model::Model::load(&ct, &mut f, Weights::F32, &dev).unwrap();
+    let prompt: Vec<u32> = (100..150).collect();
+    let toks = vec![42u32; 1];
+    let step = |m: &model::Model, caches: &mut [model::SeqCache]| {
+        let mut rows: Vec<_> = caches
+            .iter_mut()
+            .map(|c| model::Row {
+                cache: c,
+                tokens: &toks,
+                want: model::Want::Last,
+            })
+            .collect();
+        m.forward(&mut rows).unwrap()
+    };
+    let prefill = |m: &model::Model, b: usize| {
         let mut caches: Vec<_> = (0..b).map(|_| m.new_cache(256).unwrap()).collect();
-        let prompt: Vec<u32> = (100..150).collect();
         for c in caches.iter_mut() {
             let mut rows = [model::Row {
                 cache: c,
                 tokens: &prompt,
-                want: model::Want::Last,
+                want: model::Want::None,
             }];
             m.forward(&mut rows).unwrap();
         }
-        let toks = vec![42u32; 1];
+        caches
+    };
+    let to_vec = |t: &candle_core::Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let alone = to_vec(step(&m, &mut prefill(&m, 1))[0].as_ref().unwrap());
+    assert_eq!(alone.len(), m.cfg.vocab);
+    assert!(alone.iter().all(|x| x.is_finite()));
+    for b in [1usize, 4, 16] {
+        let mut caches = prefill(&m, b);
         let t0 = std::time::Instant::now();
         let n = 10;
-        for _ in 0..n {
-            let mut rows: Vec<_> = caches
-                .iter_mut()
-                .map(|c| model::Row {
-                    cache: c,
-                    tokens: &toks,
-                    want: model::Want::Last,
-                })
-                .collect();
-            m.forward(&mut rows).unwrap();
+        for k in 0..n {
+            let out = step(&m, &mut caches);
+            if k == 0 {
+                for (i, l) in out.iter().enumerate() {
+                    assert_eq!(to_vec(l.as_ref().unwrap()), alone, "b={b}, row {i}");
+                }
+            }
         }
         let s = t0.elapsed().as_secs_f64() / n as f64;
         println!(
@@ -444,6 +512,13 @@ fn profile_forward() {
             b as f64 / s
         );
     }
+    // Quantized vs dense on the same weights: the same ranking of the logits, nearly.
+    let exact = to_vec(step(&dense, &mut prefill(&dense, 1))[0].as_ref().unwrap());
+    let dot: f32 = alone.iter().zip(&exact).map(|(a, b)| a * b).sum();
+    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let cosine = dot / (norm(&alone) * norm(&exact));
+    println!("quantized vs dense logits: cosine {cosine:.5}");
+    assert!(cosine > 0.99, "quantized vs dense logits: cosine {cosine}");
 }
 
 #[test]
