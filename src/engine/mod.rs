@@ -22,7 +22,7 @@ use crate::schemas::{Schemas, TaskSchema};
 use crate::shard::{self, ShardSpec};
 use crate::sink::{Found, Sinks};
 use crate::taxonomy::Taxonomy;
-use crate::teacher::retry::Backoff;
+use crate::teacher::retry::{Backoff, Policy};
 use crate::teacher::Teacher;
 use anyhow::Context;
 use progress::{Counters, Mode, Reporter};
@@ -46,7 +46,7 @@ pub struct Shared {
     pub prompts: Prompts,
     pub teacher: Arc<dyn Teacher>,
     pub requests: Semaphore,
-    pub backoff: Backoff,
+    pub retry: Policy,
     pub progress: Arc<Counters>,
     pub judge: Option<JudgeRuntime>,
 }
@@ -72,9 +72,14 @@ impl Shared {
         let e = &cfg.engine;
         Shared {
             requests: Semaphore::new(teacher.capacity().unwrap_or(e.concurrency)),
-            backoff: Backoff {
-                initial: Duration::from_millis(e.backoff_initial_ms),
-                max: Duration::from_millis(e.backoff_max_ms),
+            retry: Policy {
+                max_attempts: e.max_attempts,
+                budget: Duration::from_secs_f64(e.retry_budget_secs),
+                backoff: Backoff {
+                    initial: Duration::from_millis(e.backoff_initial_ms),
+                    max: Duration::from_millis(e.backoff_max_ms),
+                },
+                retry_after_max: Duration::from_secs_f64(e.retry_after_max_secs),
             },
             progress: Arc::new(Counters::default()),
             judge: None,
