@@ -140,6 +140,7 @@ pub fn finish(dir: &Path, s: &Summary) -> Result<(), Error> {
     manifest["counts"] = json!({
         "planned": s.planned, "attempted": s.attempted,
         "accepted": s.accepted, "rejected": s.rejected,
+        "rejected_transient": s.rejected_transient, "rejected_content": s.rejected_content,
         "cells_short": s.cells_short.len(),
     });
     write_json(&dir.join(MANIFEST), &manifest)?;
