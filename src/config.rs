@@ -300,9 +300,25 @@ pub struct EngineConfig {
     /// Maximum teacher requests in flight.
     #[serde(default = "d_concurrency")]
     pub concurrency: usize,
-    /// Attempts per teacher call (first try + retries) before the item is rejected.
+    /// Failed attempts per teacher call (first try + retries) before the item is
+    /// rejected. Counted: 5xx other than 503, connection errors, timeouts, malformed and
+    /// empty answers. Not counted: 429 and 503 (the server asks for patience: the retry
+    /// waits its Retry-After) and failures while every endpoint is down (the item waits
+    /// for one to come back). Default 6.
     #[serde(default = "d_attempts")]
     pub max_attempts: u32,
+    /// The most time one item spends on failed attempts and the waits between them, all
+    /// its teacher calls together; past it the item is rejected with the last error's
+    /// reason (a transient one, retried by the next `run`). Default 600 s, well over a
+    /// server restart.
+    #[serde(default = "d_retry_budget")]
+    pub retry_budget_secs: f64,
+    /// The longest Retry-After (429, 503) honoured. Default 60 s.
+    #[serde(default = "d_retry_after_max")]
+    pub retry_after_max_secs: f64,
+    /// Backoff before a retry without Retry-After: `backoff_initial_ms` doubled per
+    /// attempt up to `backoff_max_ms`, times a random factor in [0.5, 1]. Defaults 250 ms
+    /// and 20 s.
     #[serde(default = "d_backoff_initial")]
     pub backoff_initial_ms: u64,
     #[serde(default = "d_backoff_max")]
@@ -332,6 +348,8 @@ impl Default for EngineConfig {
         EngineConfig {
             concurrency: d_concurrency(),
             max_attempts: d_attempts(),
+            retry_budget_secs: d_retry_budget(),
+            retry_after_max_secs: d_retry_after_max(),
             backoff_initial_ms: d_backoff_initial(),
             backoff_max_ms: d_backoff_max(),
             repair_attempts: d_repairs(),
@@ -375,7 +393,13 @@ fn d_concurrency() -> usize {
     16
 }
 fn d_attempts() -> u32 {
-    4
+    6
+}
+fn d_retry_budget() -> f64 {
+    600.0
+}
+fn d_retry_after_max() -> f64 {
+    60.0
 }
 fn d_backoff_initial() -> u64 {
     250
@@ -579,6 +603,12 @@ impl RunConfig {
         if e.shard_size == 0 {
             bad("`engine.shard_size` must be at least 1".into());
         }
+        if !(e.retry_budget_secs.is_finite() && e.retry_budget_secs > 0.0) {
+            bad("`engine.retry_budget_secs` must be a positive number of seconds".into());
+        }
+        if !(e.retry_after_max_secs.is_finite() && e.retry_after_max_secs >= 0.0) {
+            bad("`engine.retry_after_max_secs` must be >= 0".into());
+        }
         if e.backoff_initial_ms > e.backoff_max_ms {
             bad("`engine.backoff_initial_ms` exceeds `engine.backoff_max_ms`".into());
         }
@@ -633,7 +663,10 @@ impl RunConfig {
                     "top_k": t.embedded.top_k, "repetition_penalty": t.embedded.repetition_penalty,
                 })),
             },
-            "engine": { "repair_attempts": self.engine.repair_attempts, "max_attempts": self.engine.max_attempts },
+            // Retry settings are operational (raise them and run again to retry what
+            // failed for transient reasons); `manifest::differences` ignores the
+            // `max_attempts` that earlier versions recorded here.
+            "engine": { "repair_attempts": self.engine.repair_attempts },
             "filters": self.filters,
             "dedup": self.dedup,
             "quota": self.quota,

@@ -421,3 +421,273 @@ fn items_on_the_command_line_override_the_config() {
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert!(stderr(&o).contains("items"), "{}", stderr(&o));
 }
+
+/// The reasons `teacher::TRANSIENT_REASONS` lists: the server failed.
+fn transient(reason: &str) -> bool {
+    mediflow::teacher::is_transient(reason)
+}
+
+#[test]
+fn rate_limits_and_503s_wait_without_using_up_attempts() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Half the requests are answered 429 and a further fifth 503, each with a Retry-After
+    // of 20 ms; one attempt per call is all a 500 would get.
+    let m = mock(&[
+        "--rate-429",
+        "0.5",
+        "--rate-503",
+        "0.2",
+        "--retry-after-ms",
+        "20",
+    ]);
+    let cfg = config(tmp.path(), &m.url, 12, "max_attempts = 1\n");
+    let out = tmp.path().join("out");
+    let o = run_to(&cfg, &out, &["--quiet", "--concurrency", "4"]);
+    assert!(o.status.success(), "run failed: {}", stderr(&o));
+    assert_exactly_once(&out, &planned_ids(&cfg, None));
+    let rejected: Vec<String> = rejects(&out)
+        .iter()
+        .map(|j| format!("{}: {}", j.reason, j.detail))
+        .collect();
+    assert!(rejected.is_empty(), "{rejected:?}");
+    let faults = &mock_stats(&m.url)["faults"];
+    assert!(faults["rate_limited"].as_u64().unwrap() >= 10, "{faults}");
+    assert!(faults["unavailable"].as_u64().unwrap() >= 3, "{faults}");
+    assert!(
+        records(&out).iter().any(|r| r.attempts >= 6),
+        "items waited through several 429s / 503s each"
+    );
+
+    // A 500 does use up the attempt: the same run against 500s loses items.
+    let m = mock(&["--rate-500", "0.5"]);
+    let cfg = config(tmp.path(), &m.url, 12, "max_attempts = 1\n");
+    let out = tmp.path().join("out-500");
+    let o = run_to(&cfg, &out, &["--quiet", "--concurrency", "4"]);
+    assert!(o.status.success(), "run failed: {}", stderr(&o));
+    let rejs = rejects(&out);
+    assert!(!rejs.is_empty());
+    for j in &rejs {
+        assert_eq!(j.reason, "server_error");
+        assert!(j.detail.contains("engine.max_attempts = 1"), "{}", j.detail);
+    }
+}
+
+/// A flaky server (20% of requests get a transient fault: 429 and 503 with Retry-After,
+/// 500, connection resets, stalls, cut and empty bodies) that also goes away for 30 s in
+/// the middle of the run, on the same port: the items in flight wait for it instead of
+/// failing, no item is rejected for a transient reason, and a SIGKILL after the outage
+/// and a resume still account for every planned item exactly once.
+#[test]
+fn a_flaky_server_and_a_30s_outage_lose_no_items_and_a_killed_run_resumes_exactly_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let flaky = [
+        "--rate-faults",
+        "0.2",
+        "--latency-ms",
+        "50",
+        "--hang-ms",
+        "3000",
+        "--retry-after-ms",
+        "100",
+    ];
+    let first = mock(&flaky);
+    let addr = mock_addr(&first.url);
+    let cfg = config(tmp.path(), &first.url, 80, "shard_size = 9\n");
+    // Stalled answers time out after 1 s; a drained endpoint is probed every 0.25 s.
+    edit(
+        &cfg,
+        "timeout_secs = 5",
+        "timeout_secs = 1\n\n[teacher.health]\ninterval_secs = 0.25",
+    );
+    let out = tmp.path().join("out");
+    let args = [
+        "run",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+        "--concurrency",
+        "4",
+    ];
+    let planned = planned_ids(&cfg, None);
+    let mut child = std::process::Command::new(bin())
+        .args(args)
+        .spawn()
+        .unwrap();
+    let wait_for = |n: usize, what: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while outcomes(&out) < n {
+            assert!(std::time::Instant::now() < deadline, "{what}: no progress");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    };
+    wait_for(10, "before the outage");
+    let mut faults = mock_stats(&first.url)["faults"].clone();
+    drop(first); // the server goes away (killed), its port closed
+    let down = outcomes(&out);
+    std::thread::sleep(std::time::Duration::from_secs(30));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the run waits for the server instead of ending"
+    );
+    let during = outcomes(&out);
+    assert!(
+        during < planned.len(),
+        "{during} done while the server was down"
+    );
+    let second = mock_at(&addr, &flaky);
+    assert_eq!(second.url, format!("http://{addr}/v1"));
+    wait_for(during + 10, "after the outage");
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let killed_at = outcomes(&out);
+    assert!(killed_at < planned.len(), "killed before the end");
+    // (A resume would retry transient rejects: look at them before it, too.)
+    let lost = || -> Vec<String> {
+        rejects(&out)
+            .iter()
+            .filter(|j| transient(&j.reason))
+            .map(|j| format!("{} at {}: {}", j.reason, j.stage, j.detail))
+            .collect()
+    };
+    assert!(lost().is_empty(), "lost to transient faults: {:?}", lost());
+    let o = run(&args);
+    assert!(o.status.success(), "resume failed: {}", stderr(&o));
+    assert_exactly_once(&out, &planned);
+    assert!(lost().is_empty(), "lost to transient faults: {:?}", lost());
+    let stats = json_file(&out, "stats.json");
+    assert_eq!(
+        stats["rejected_transient"], 0,
+        "{}",
+        stats["rejected_by_reason"]
+    );
+    assert_eq!(
+        stats["accepted"].as_u64().unwrap() + stats["rejected"].as_u64().unwrap(),
+        80
+    );
+    // Every kind of fault was served (by one server or the other), and retried past.
+    let after = &mock_stats(&second.url)["faults"];
+    for (kind, n) in faults.as_object_mut().unwrap() {
+        *n = (n.as_u64().unwrap() + after[kind.as_str()].as_u64().unwrap()).into();
+    }
+    for (kind, n) in faults.as_object().unwrap() {
+        assert!(n.as_u64().unwrap() > 0, "no {kind} fault served: {faults}");
+    }
+    assert!(records(&out).iter().any(|r| r.attempts > 3));
+    eprintln!(
+        "outage: {down} outcomes when the server went away, {during} when it came back \
+         after 30 s, {killed_at} at the SIGKILL, 80 after the resume; faults {faults}"
+    );
+}
+
+#[test]
+fn run_again_retries_transient_rejects_in_place_and_keeps_content_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    // One attempt per call and no repair: 500s reject items for a transient reason, answers
+    // that violate their schema reject them for content.
+    let flaky = mock(&["--rate-500", "0.25", "--rate-bad-answer", "0.6"]);
+    let cfg = config(
+        tmp.path(),
+        &flaky.url,
+        24,
+        "max_attempts = 1\nrepair_attempts = 0\n",
+    );
+    let out = tmp.path().join("out");
+    let o = run_to(&cfg, &out, &["--quiet"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let planned = planned_ids(&cfg, None);
+    assert_exactly_once(&out, &planned);
+    let before = rejects(&out);
+    let (t, c): (Vec<_>, Vec<_>) = before.iter().partition(|j| transient(&j.reason));
+    assert!(!t.is_empty() && !c.is_empty(), "{before:?}");
+    assert!(c.iter().all(|j| j.reason == "schema_invalid"));
+    let stats = json_file(&out, "stats.json");
+    assert_eq!(stats["rejected_transient"], t.len());
+    assert_eq!(stats["rejected_content"], c.len());
+    let rejects_file = || std::fs::read(out.join("rejects.jsonl")).unwrap();
+    let original = rejects_file();
+
+    // The same run against a healthy server (another URL: where the teacher runs is not
+    // part of the run's identity).
+    let healthy = mock(&[]);
+    let cfg = config(
+        tmp.path(),
+        &healthy.url,
+        24,
+        "max_attempts = 1\nrepair_attempts = 0\n",
+    );
+    let summary = |o: &std::process::Output| -> serde_json::Value {
+        assert!(o.status.success(), "{}", stderr(o));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let s = summary(&run_to(&cfg, &out, &["--json", "--retry-rejects", "none"]));
+    assert_eq!(s["stats"]["retried"]["retried"], 0, "{s}");
+    assert_eq!(
+        rejects_file(),
+        original,
+        "none: the rejects stay as they are"
+    );
+    assert_eq!(healthy_served(&healthy), 0);
+
+    let s = summary(&run_to(&cfg, &out, &["--json"]));
+    let r = &s["stats"]["retried"];
+    assert_eq!(r["mode"], "transient");
+    assert_eq!(r["retried"], t.len(), "{r}");
+    assert_eq!(
+        r["accepted"],
+        t.len(),
+        "a healthy server accepts them all: {r}"
+    );
+    assert_eq!(s["rejected_transient"], 0);
+    assert_eq!(s["rejected_content"], c.len());
+    assert_exactly_once(&out, &planned);
+    // The content rejects are the same lines as before; the transient ones moved to the
+    // history of retried rejects.
+    let lines = |b: &[u8]| -> std::collections::BTreeSet<String> {
+        String::from_utf8_lossy(b)
+            .lines()
+            .map(String::from)
+            .collect()
+    };
+    let kept: std::collections::BTreeSet<String> = lines(&original)
+        .into_iter()
+        .filter(|l| {
+            c.iter()
+                .any(|j| l.contains(&format!("\"id\":\"{}\"", j.id)))
+        })
+        .collect();
+    assert_eq!(lines(&rejects_file()), kept);
+    let history: Vec<mediflow::record::Rejection> =
+        mediflow::sink::read_jsonl(&out.join("rejects-retried.jsonl"), false).unwrap();
+    let mut moved: Vec<&str> = history.iter().map(|j| j.id.as_str()).collect();
+    let mut want: Vec<&str> = t.iter().map(|j| j.id.as_str()).collect();
+    moved.sort();
+    want.sort();
+    assert_eq!(moved, want);
+    let stats = json_file(&out, "stats.json");
+    assert_eq!(stats["rejected_transient"], 0);
+    assert_eq!(stats["accepted"], 24 - c.len());
+
+    // `all` retries the content rejects too, and says so.
+    let o = run_to(&cfg, &out, &["--retry-rejects", "all"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains(&format!(
+            "retried {n} earlier reject(s) (all): {n} accepted",
+            n = c.len()
+        )),
+        "{}",
+        stdout(&o)
+    );
+    assert_exactly_once(&out, &planned);
+    assert!(rejects(&out).is_empty());
+    // Nothing is left to retry: a further run does nothing.
+    let s = summary(&run_to(&cfg, &out, &["--json"]));
+    assert_eq!(s["stats"]["retried"]["retried"], 0);
+    assert_eq!(s["resumed_from"], 24);
+}
+
+fn healthy_served(m: &Mock) -> u64 {
+    mock_stats(&m.url)["served"].as_u64().unwrap()
+}

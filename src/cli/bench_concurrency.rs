@@ -252,6 +252,7 @@ async fn run_for(
         limit: Some(items as usize),
         shard: None,
         mode,
+        retry_rejects: Default::default(),
     };
     let plan = l.plan;
     let client = reqwest::Client::new();

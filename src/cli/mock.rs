@@ -29,6 +29,28 @@ pub struct MockArgs {
     /// Share of requests answered 500.
     #[arg(long, default_value_t = 0.0)]
     pub rate_500: f64,
+    /// Share of requests answered 503 (with Retry-After).
+    #[arg(long, default_value_t = 0.0)]
+    pub rate_503: f64,
+    /// Share of requests whose connection is closed without an answer.
+    #[arg(long, default_value_t = 0.0)]
+    pub rate_reset: f64,
+    /// Share of answers that stall halfway for --hang-ms.
+    #[arg(long, default_value_t = 0.0)]
+    pub rate_stall: f64,
+    /// Share of answers whose body is cut short (the connection closes halfway).
+    #[arg(long, default_value_t = 0.0)]
+    pub rate_cut_body: f64,
+    /// Share of requests answered 200 with an empty body.
+    #[arg(long, default_value_t = 0.0)]
+    pub rate_empty_body: f64,
+    /// Share of requests that get one of the transient faults above (429, 500, 503,
+    /// reset, stall, cut body, empty body), each kind as likely: a flaky server or proxy.
+    #[arg(long, default_value_t = 0.0)]
+    pub rate_faults: f64,
+    /// The Retry-After a 429 or 503 sends, in milliseconds.
+    #[arg(long, default_value_t = 50)]
+    pub retry_after_ms: u64,
     /// Share of requests that hang for --hang-ms before answering.
     #[arg(long, default_value_t = 0.0)]
     pub rate_timeout: f64,
@@ -67,6 +89,13 @@ impl MockArgs {
             seed: self.seed,
             rate_429: self.rate_429,
             rate_500: self.rate_500,
+            rate_503: self.rate_503,
+            rate_reset: self.rate_reset,
+            rate_stall: self.rate_stall,
+            rate_cut_body: self.rate_cut_body,
+            rate_empty_body: self.rate_empty_body,
+            rate_faults: self.rate_faults,
+            retry_after: Duration::from_millis(self.retry_after_ms),
             rate_timeout: self.rate_timeout,
             hang: Duration::from_millis(self.hang_ms),
             rate_invalid_json: self.rate_invalid_json,

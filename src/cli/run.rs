@@ -4,7 +4,7 @@
 use super::ConfigArgs;
 use crate::check;
 use crate::config::{TeacherConfig, TeacherKind};
-use crate::engine::{self, progress::Mode, RunOptions, Shared, Summary};
+use crate::engine::{self, progress::Mode, RetryRejects, RunOptions, Shared, Summary};
 use crate::error::Error;
 use crate::shard::ShardSpec;
 use crate::teacher::embedded::EmbeddedTeacher;
@@ -48,6 +48,11 @@ pub struct RunArgs {
     /// Start the built-in mock teacher on 127.0.0.1 and use it (a demo without a model).
     #[arg(long)]
     pub with_mock_teacher: bool,
+    /// Which rejects an earlier attempt of this run left to try again: `transient` (the
+    /// server failed: rate_limited, server_error, timeout, connection_error,
+    /// bad_response), `all`, or `none`. The new outcome replaces the reject.
+    #[arg(long, value_name = "WHICH", default_value = "transient")]
+    pub retry_rejects: RetryRejects,
 }
 
 pub(super) async fn build_teacher(t: &TeacherConfig) -> Result<Arc<dyn Teacher>, Error> {
@@ -158,6 +163,7 @@ pub async fn exec(a: RunArgs) -> Result<(), Error> {
             limit: a.limit,
             shard: a.shard,
             mode: Mode::detect(a.quiet),
+            retry_rejects: a.retry_rejects,
         },
     )
     .await?;
@@ -199,6 +205,29 @@ fn print_summary(s: &Summary) {
             s.session_cached_prompt_tokens,
             s.session_prompt_tokens,
             100.0 * s.session_cached_prompt_tokens as f64 / s.session_prompt_tokens.max(1) as f64
+        );
+    }
+    if s.rejected > 0 {
+        println!(
+            "rejected: {} transient (the server failed: {}; `run` again retries them), {} content (the teacher's output was not kept)",
+            s.rejected_transient,
+            crate::teacher::TRANSIENT_REASONS.join(", "),
+            s.rejected_content
+        );
+    }
+    if let Some(r) = s.stats.retried.as_ref().filter(|r| r.retried + r.kept > 0) {
+        println!(
+            "retried {} earlier reject(s) ({}): {} accepted, {} rejected again for a transient reason, {} for content{}",
+            r.retried,
+            r.mode,
+            r.accepted,
+            r.rejected_transient,
+            r.rejected_content,
+            if r.kept > 0 {
+                format!("; {} kept (their cell had met its quota)", r.kept)
+            } else {
+                String::new()
+            }
         );
     }
     let mut reasons: Vec<(&String, &u64)> = s.stats.rejected_by_reason.iter().collect();

@@ -26,7 +26,30 @@ pub fn fingerprint(cfg: &RunConfig, tax: &Taxonomy, prompts: &Prompts, schemas: 
     })
 }
 
-fn differences(prefix: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
+/// Keys earlier versions put in the fingerprint that are operational now: ignored when
+/// a recorded fingerprint is compared, so those runs still resume (and merge).
+const NO_LONGER_FINGERPRINTED: [&[&str]; 1] = [&["generation", "engine", "max_attempts"]];
+
+/// How the fingerprint `now` differs from the recorded `was` (`path: was X, now Y`);
+/// empty when they are one run's.
+pub fn differences(was: &Value, now: &Value) -> Vec<String> {
+    let mut was = was.clone();
+    for path in NO_LONGER_FINGERPRINTED {
+        let (last, parents) = path.split_last().expect("non-empty");
+        let mut v = Some(&mut was);
+        for k in parents {
+            v = v.and_then(|v| v.get_mut(*k));
+        }
+        if let Some(Value::Object(m)) = v {
+            m.remove(*last);
+        }
+    }
+    let mut out = Vec::new();
+    diff("", &was, now, &mut out);
+    out
+}
+
+fn diff(prefix: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
     match (a, b) {
         (Value::Object(x), Value::Object(y)) => {
             let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
@@ -36,7 +59,7 @@ fn differences(prefix: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
                 } else {
                     format!("{prefix}.{k}")
                 };
-                differences(
+                diff(
                     &p,
                     x.get(k).unwrap_or(&Value::Null),
                     y.get(k).unwrap_or(&Value::Null),
@@ -81,8 +104,7 @@ pub fn begin(
     let fp = fingerprint(&sh.cfg, &sh.tax, &sh.prompts, &sh.schemas);
     let mut manifest = match read(dir)? {
         Some(old) => {
-            let mut diffs = Vec::new();
-            differences("", &old["fingerprint"], &fp, &mut diffs);
+            let diffs = differences(&old["fingerprint"], &fp);
             if !diffs.is_empty() {
                 return Err(Error::RunMismatch(format!(
                     "{} holds a run made with different settings; refusing to mix them.\n  {}\n\
@@ -118,6 +140,7 @@ pub fn finish(dir: &Path, s: &Summary) -> Result<(), Error> {
     manifest["counts"] = json!({
         "planned": s.planned, "attempted": s.attempted,
         "accepted": s.accepted, "rejected": s.rejected,
+        "rejected_transient": s.rejected_transient, "rejected_content": s.rejected_content,
         "cells_short": s.cells_short.len(),
     });
     write_json(&dir.join(MANIFEST), &manifest)?;
@@ -126,4 +149,23 @@ pub fn finish(dir: &Path, s: &Summary) -> Result<(), Error> {
         &serde_json::to_value(&s.stats).context("serializing stats")?,
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::differences;
+    use serde_json::json;
+
+    /// Runs made when `engine.max_attempts` was part of the fingerprint still resume,
+    /// whatever it was set to; other differences still refuse.
+    #[test]
+    fn the_retry_settings_earlier_versions_fingerprinted_are_ignored() {
+        let now = json!({"generation": {"seed": 7, "engine": {"repair_attempts": 1}}});
+        let was = json!({"generation": {"seed": 7,
+            "engine": {"repair_attempts": 1, "max_attempts": 2}}});
+        assert!(differences(&was, &now).is_empty());
+        let other = json!({"generation": {"seed": 8,
+            "engine": {"repair_attempts": 1, "max_attempts": 2}}});
+        assert_eq!(differences(&other, &now), ["generation.seed: was 8, now 7"]);
+    }
 }

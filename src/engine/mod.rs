@@ -3,7 +3,9 @@
 //! removal and quotas are deterministic whatever order items finish in), and reports
 //! each commit back to the scheduler, which refills cells short of their quota. A killed
 //! run resumes from what is on disk: every item scheduled ends exactly once in the
-//! records or the rejects.
+//! records or the rejects. A new attempt also tries again the rejects `--retry-rejects`
+//! names (by default those for a transient reason): each is taken out of the rejects
+//! before its item runs, so the new outcome replaces it.
 
 pub mod manifest;
 pub mod progress;
@@ -20,15 +22,15 @@ use crate::quality::dedup::{self, Dedup};
 use crate::record::{Record, Rejection};
 use crate::schemas::{Schemas, TaskSchema};
 use crate::shard::{self, ShardSpec};
-use crate::sink::{Found, Sinks};
+use crate::sink::{self, Found, Sinks};
 use crate::taxonomy::Taxonomy;
-use crate::teacher::retry::Backoff;
+use crate::teacher::retry::{Backoff, Policy};
 use crate::teacher::Teacher;
 use anyhow::Context;
 use progress::{Counters, Mode, Reporter};
 use quota::Scheduler;
-use stats::Stats;
-use std::collections::{BTreeMap, HashSet};
+use stats::{Retried, Stats};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -46,7 +48,7 @@ pub struct Shared {
     pub prompts: Prompts,
     pub teacher: Arc<dyn Teacher>,
     pub requests: Semaphore,
-    pub backoff: Backoff,
+    pub retry: Policy,
     pub progress: Arc<Counters>,
     pub judge: Option<JudgeRuntime>,
 }
@@ -72,9 +74,14 @@ impl Shared {
         let e = &cfg.engine;
         Shared {
             requests: Semaphore::new(teacher.capacity().unwrap_or(e.concurrency)),
-            backoff: Backoff {
-                initial: Duration::from_millis(e.backoff_initial_ms),
-                max: Duration::from_millis(e.backoff_max_ms),
+            retry: Policy {
+                max_attempts: e.max_attempts,
+                budget: Duration::from_secs_f64(e.retry_budget_secs),
+                backoff: Backoff {
+                    initial: Duration::from_millis(e.backoff_initial_ms),
+                    max: Duration::from_millis(e.backoff_max_ms),
+                },
+                retry_after_max: Duration::from_secs_f64(e.retry_after_max_secs),
             },
             progress: Arc::new(Counters::default()),
             judge: None,
@@ -124,6 +131,51 @@ pub struct RunOptions {
     /// Only this shard's slice of the plan (after `limit`).
     pub shard: Option<ShardSpec>,
     pub mode: Mode,
+    /// Which rejects an earlier attempt left are tried again.
+    pub retry_rejects: RetryRejects,
+}
+
+/// Which rejects on disk a new attempt of a run tries again (`run --retry-rejects`); the
+/// new outcome replaces the reject.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RetryRejects {
+    /// Those for a transient reason (`teacher::TRANSIENT_REASONS`): the server failed.
+    #[default]
+    Transient,
+    /// Every reject (content ones too: a new try samples anew only where the teacher
+    /// is not seeded, see `teacher.send_seed`).
+    All,
+    None,
+}
+
+impl RetryRejects {
+    pub fn wants(self, reason: &str) -> bool {
+        match self {
+            RetryRejects::Transient => crate::teacher::is_transient(reason),
+            RetryRejects::All => true,
+            RetryRejects::None => false,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RetryRejects::Transient => "transient",
+            RetryRejects::All => "all",
+            RetryRejects::None => "none",
+        }
+    }
+}
+
+impl std::str::FromStr for RetryRejects {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "transient" => Ok(RetryRejects::Transient),
+            "all" => Ok(RetryRejects::All),
+            "none" => Ok(RetryRejects::None),
+            _ => Err(format!("{s:?}: expected transient, all or none")),
+        }
+    }
 }
 
 /// What a finished run reports.
@@ -136,6 +188,10 @@ pub struct Summary {
     pub resumed_from: u64,
     pub accepted: u64,
     pub rejected: u64,
+    /// Of the rejected: for a transient reason (the server failed; `run` again retries
+    /// them) and for any other (the teacher's output was not kept).
+    pub rejected_transient: u64,
+    pub rejected_content: u64,
     /// Cells that ended short of their quota (`task/document/difficulty/format` -> why).
     pub cells_short: BTreeMap<String, String>,
     pub elapsed_secs: f64,
@@ -186,8 +242,18 @@ pub async fn run(sh: Arc<Shared>, plan: &Plan, opts: RunOptions) -> Result<Summa
     let mut stats = Stats::new(items.len() as u64, &filters);
     let mut sched = Scheduler::new(plan, &items, &sh.cfg.quota);
     let mut dedup = Dedup::new(&sh.cfg.dedup);
+    // Outcomes on disk, and rejects of this run to try again (`--retry-rejects`).
     let mut done: HashSet<String> = HashSet::new();
-    let sinks = Sinks::open(out, sh.cfg.engine.shard_size, |found| {
+    let mut again: Vec<Rejection> = Vec::new();
+    let retry = opts.retry_rejects;
+    let mut sinks = Sinks::open(out, sh.cfg.engine.shard_size, |found| {
+        if let Found::Reject(j) = found {
+            let r = &j.record;
+            if retry.wants(&j.reason) && sched.belongs(&j.id, &r.cell(), r.cell_index) {
+                again.push(j.clone());
+                return;
+            }
+        }
         let (rec, accepted) = match found {
             Found::Record(r) => (r, true),
             Found::Reject(j) => (&j.record, false),
@@ -206,8 +272,47 @@ pub async fn run(sh: Arc<Shared>, plan: &Plan, opts: RunOptions) -> Result<Summa
         done.insert(rec.id.clone());
     })
     .context("opening the output sinks")?;
+    // Items a retry is under way for: those an interrupted attempt released already (in
+    // the history, not done), and the rejects queued again now (released from
+    // `rejects.jsonl` before any new outcome is written, so each is replaced, not added).
+    let mut retried: HashMap<String, String> = sink::rejects::retried(out)?
+        .into_iter()
+        .filter(|(id, _)| !done.contains(id))
+        .collect();
+    let mut report = Retried {
+        mode: retry.as_str().into(),
+        ..Default::default()
+    };
+    let mut released = HashSet::new();
+    for j in again {
+        let r = &j.record;
+        let item = plan.item(&sh.tax, &r.cell(), r.cell_index);
+        let same = item.id == j.id;
+        if same && sched.retry(item) {
+            retried.insert(j.id.clone(), j.reason.clone());
+            released.insert(j.id.clone());
+        } else {
+            if !same {
+                sched.found(&j.id, &r.cell(), r.cell_index, false);
+            }
+            report.kept += 1;
+            stats.add_reject(&j);
+        }
+        done.insert(j.id);
+    }
+    sinks
+        .release(&released)
+        .context("taking the rejects to retry out of rejects.jsonl")?;
+    stats.retried = Some(report);
     let resumed_from = stats.done();
     sched.start(items, plan, &sh.tax, &done);
+    if !released.is_empty() && opts.mode != Mode::Quiet {
+        eprintln!(
+            "retrying {} earlier reject(s) (--retry-rejects {})",
+            released.len(),
+            retry.as_str()
+        );
+    }
     if resumed_from > 0 && opts.mode != Mode::Quiet {
         eprintln!("resuming: {resumed_from} item(s) already done");
     }
@@ -227,7 +332,9 @@ pub async fn run(sh: Arc<Shared>, plan: &Plan, opts: RunOptions) -> Result<Summa
     let (events_tx, mut events) = mpsc::unbounded_channel::<Committed>();
     let writer = {
         let counters = sh.progress.clone();
-        tokio::task::spawn_blocking(move || write(rx, events_tx, sinks, stats, dedup, counters))
+        tokio::task::spawn_blocking(move || {
+            write(rx, events_tx, sinks, stats, dedup, counters, retried)
+        })
     };
 
     // Producer: keep at most `window` items between admission and commit; each item flows
@@ -320,6 +427,8 @@ pub async fn run(sh: Arc<Shared>, plan: &Plan, opts: RunOptions) -> Result<Summa
         resumed_from,
         accepted: stats.accepted,
         rejected: stats.rejected,
+        rejected_transient: stats.rejected_transient,
+        rejected_content: stats.rejected_content,
         cells_short,
         elapsed_secs: elapsed,
         items_per_sec: new_done as f64 / elapsed.max(1e-9),
@@ -343,6 +452,7 @@ fn write(
     mut stats: Stats,
     mut dedup: Dedup,
     counters: Arc<Counters>,
+    mut retried: HashMap<String, String>,
 ) -> anyhow::Result<(Stats, Sinks)> {
     let mut pending: BTreeMap<u64, Outcome> = BTreeMap::new();
     let mut next = 0u64;
@@ -363,6 +473,13 @@ fn write(
                 },
                 rejected => rejected,
             };
+            let (id, rejected_for) = match &o {
+                Outcome::Accepted(r) => (&r.id, None),
+                Outcome::Rejected(j) => (&j.id, Some(j.reason.as_str())),
+            };
+            if let (Some(previous), Some(report)) = (retried.remove(id), stats.retried.as_mut()) {
+                report.add(&previous, rejected_for);
+            }
             let (cell, accepted) = match &o {
                 Outcome::Accepted(r) => {
                     sinks.accept(r.clone())?;

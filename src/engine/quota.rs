@@ -63,19 +63,41 @@ impl Scheduler {
         }
     }
 
-    /// Whether an outcome found on disk belongs to this run (a planned item, or a refill
-    /// of one of its cells), counting it if so.
-    pub fn found(&mut self, id: &str, cell: &Cell, index: u32, accepted: bool) -> bool {
-        let Some(c) = self.cells.get_mut(cell) else {
+    /// Whether an outcome found on disk belongs to this run: a planned item, or a refill
+    /// of one of its cells.
+    pub fn belongs(&self, id: &str, cell: &Cell, index: u32) -> bool {
+        let Some(c) = self.cells.get(cell) else {
             return false;
         };
         let refill =
             self.exact && index >= c.refill_from && ((index - c.refill_from) as usize) < c.budget;
-        if !(self.planned.contains(id) || refill) {
+        self.planned.contains(id) || refill
+    }
+
+    /// Whether an outcome found on disk belongs to this run (`belongs`), counting it if so.
+    pub fn found(&mut self, id: &str, cell: &Cell, index: u32, accepted: bool) -> bool {
+        if !self.belongs(id, cell, index) {
             return false;
         }
+        let c = self.cells.get_mut(cell).expect("belongs");
         c.issued += 1;
         c.accepted += accepted as usize;
+        true
+    }
+
+    /// An earlier attempt rejected `item` (it `belongs` to this run) for a reason worth
+    /// another try, and every outcome on disk has been `found`: queue it again, ahead of
+    /// the items not yet tried, if its cell still needs accepted items (always, without
+    /// quotas); else it stays a reject, counted as found. Call before `start`, whose
+    /// `done` must then hold `item`'s id either way.
+    pub fn retry(&mut self, item: PlanItem) -> bool {
+        let c = self.cells.get_mut(&item.cell()).expect("belongs");
+        c.issued += 1;
+        if c.accepted + c.open >= c.target {
+            return false;
+        }
+        c.open += 1;
+        self.queue.push_back(item);
         true
     }
 
@@ -178,4 +200,55 @@ pub fn status(c: &CellState, rejected: &BTreeMap<String, u64>) -> String {
         100.0 * c.accepted as f64 / c.issued.max(1) as f64,
         top.join(", ")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{PlanConfig, PlanWord};
+
+    /// With quotas, an earlier reject is tried again only where its cell is still short:
+    /// a cell whose refill made up for it keeps the reject (counted against its budget);
+    /// a short one queues it ahead of the items not yet tried, and no refill reissues it.
+    #[test]
+    fn retries_go_to_cells_still_short_of_their_quota() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("taxonomy");
+        let tax = crate::taxonomy::load(&dir).unwrap();
+        let plan = crate::plan::build(&tax, 7, 4, &PlanConfig::default()).unwrap();
+        let items = plan.items.clone();
+        let cells: std::collections::BTreeSet<Cell> = items.iter().map(|i| i.cell()).collect();
+        assert_eq!(cells.len(), 4, "one item per cell");
+        let quota = QuotaConfig {
+            target_accepted: Some(crate::config::QuotaTarget::Plan(PlanWord::Plan)),
+            budget_factor: 2.0,
+        };
+        let mut s = Scheduler::new(&plan, &items, &quota);
+        let (a, b) = (&items[0], &items[1]);
+        let refill = |it: &PlanItem| plan.item(&tax, &it.cell(), plan.quotas[&it.cell()] as u32);
+        let (ra, rb) = (refill(a), refill(b));
+        // On disk: a and b rejected (to retry); a's refill accepted, b's rejected.
+        assert!(s.belongs(&a.id, &a.cell(), a.cell_index));
+        assert!(s.belongs(&rb.id, &rb.cell(), rb.cell_index));
+        assert!(s.found(&ra.id, &ra.cell(), ra.cell_index, true));
+        assert!(s.found(&rb.id, &rb.cell(), rb.cell_index, false));
+        assert!(
+            !s.retry(a.clone()),
+            "a's cell met its quota: the reject stays"
+        );
+        assert!(s.retry(b.clone()), "b's cell is short: b runs again");
+        let done: HashSet<String> = [&a.id, &ra.id, &b.id, &rb.id]
+            .into_iter()
+            .cloned()
+            .collect();
+        s.start(items.clone(), &plan, &tax, &done);
+        let order: Vec<String> = std::iter::from_fn(|| s.next_item().map(|i| i.id)).collect();
+        assert_eq!(
+            order,
+            [b.id.clone(), items[2].id.clone(), items[3].id.clone()]
+        );
+        // Every item of a and b's budget of 2 is used: b rejected again gets no refill.
+        s.committed(&b.cell(), false, &plan, &tax, &done);
+        assert!(s.next_item().is_none());
+        assert_eq!(s.issued(), 2 + 2 + 1 + 1);
+    }
 }

@@ -1,9 +1,12 @@
 //! Run statistics: per stage and per filter `total / kept / dropped_<reason>`, per cell
-//! counts (with the quota outcome), judge score means, teacher usage, and per-task /
-//! per-format counts. Fed by every outcome, including those found on resume.
+//! counts (with the quota outcome), judge score means, teacher usage, per-task /
+//! per-format counts, rejects split into transient (the server failed) and content ones,
+//! and the earlier rejects an attempt retried. Fed by every outcome, including those
+//! found on resume.
 
 use crate::quality::judge::DIMENSIONS;
 use crate::record::{Record, Rejection};
+use crate::teacher::{is_transient, TRANSIENT_REASONS};
 use indexmap::IndexMap;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -107,6 +110,45 @@ impl JudgeStats {
     }
 }
 
+/// Earlier rejects an attempt of `run` tried again (`--retry-rejects`), by their earlier
+/// reason, and their new outcomes (each replaced its reject: counted once, as the new
+/// outcome, everywhere else in the stats).
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Retried {
+    /// `transient`, `all` or `none`.
+    pub mode: String,
+    pub retried: u64,
+    pub previous_reasons: BTreeMap<String, u64>,
+    pub accepted: u64,
+    pub rejected_transient: u64,
+    pub rejected_content: u64,
+    pub rejected_by_reason: BTreeMap<String, u64>,
+    /// Rejects of the kind retried that stayed, as their cell had met its quota.
+    pub kept: u64,
+}
+
+impl Retried {
+    /// An item rejected before for `previous` ended accepted (`None`) or rejected again.
+    pub fn add(&mut self, previous: &str, rejected_for: Option<&str>) {
+        self.retried += 1;
+        *self
+            .previous_reasons
+            .entry(previous.to_string())
+            .or_default() += 1;
+        match rejected_for {
+            None => self.accepted += 1,
+            Some(r) => {
+                if is_transient(r) {
+                    self.rejected_transient += 1;
+                } else {
+                    self.rejected_content += 1;
+                }
+                *self.rejected_by_reason.entry(r.to_string()).or_default() += 1;
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Stats {
     pub planned: u64,
@@ -119,6 +161,14 @@ pub struct Stats {
     pub accepted_by_format: BTreeMap<String, u64>,
     pub accepted_by_difficulty: BTreeMap<u8, u64>,
     pub rejected_by_reason: BTreeMap<String, u64>,
+    /// Rejects for a reason in `transient_reasons` (the server failed: a later `run`
+    /// tries them again) and for any other (the teacher's output was not kept).
+    pub rejected_transient: u64,
+    pub rejected_content: u64,
+    pub transient_reasons: Vec<String>,
+    /// Earlier rejects this attempt tried again, and how they came out (`run` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retried: Option<Retried>,
     #[serde(skip)]
     filter_order: Vec<(String, Vec<String>)>,
     /// Per heuristic filter, in run order: records checked, kept, dropped by reason.
@@ -147,6 +197,10 @@ impl Default for Stats {
             accepted_by_format: BTreeMap::new(),
             accepted_by_difficulty: BTreeMap::new(),
             rejected_by_reason: BTreeMap::new(),
+            rejected_transient: 0,
+            rejected_content: 0,
+            transient_reasons: TRANSIENT_REASONS.iter().map(|r| r.to_string()).collect(),
+            retried: None,
             filter_order: Vec::new(),
             filters: IndexMap::new(),
             judge: JudgeStats::default(),
@@ -244,6 +298,11 @@ impl Stats {
             st.kept += 1;
         }
         *self.rejected_by_reason.entry(j.reason.clone()).or_default() += 1;
+        if is_transient(&j.reason) {
+            self.rejected_transient += 1;
+        } else {
+            self.rejected_content += 1;
+        }
         if GATED.contains(&j.stage.as_str()) {
             self.add_filtered((j.stage == "filter").then_some(j.reason.as_str()));
         }

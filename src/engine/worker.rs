@@ -1,6 +1,8 @@
 //! One work item through the stages: document -> instruction -> answer -> validate (with
-//! repair rounds for `json`). Each teacher call is retried by policy; the item ends as an
-//! accepted Record or a Rejection naming the stage and reason.
+//! repair rounds for `json`). Each teacher call is retried by policy
+//! (`teacher::retry::Policy`: a count of failed attempts, and one time budget for all the
+//! item's calls); the item ends as an accepted Record or a Rejection naming the stage and
+//! reason.
 
 use super::{JudgeRuntime, Shared};
 use crate::config::ResponseFormatMode;
@@ -10,11 +12,18 @@ use crate::quality::filters::{self, FilterCtx};
 use crate::quality::judge::{self, Verdict};
 use crate::record::{Record, Rejection, SCHEMA_NOTE};
 use crate::schemas;
-use crate::teacher::retry::{classify, Decision};
-use crate::teacher::{ChatRequest, Teacher, TeacherError};
+use crate::teacher::retry::{classify, Clock, Decision, Next};
+use crate::teacher::{self, ChatRequest, Teacher, TeacherError};
 use crate::util::seed_from;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use tokio::sync::Semaphore;
+
+tokio::task_local! {
+    /// The retry clock of the item `process` is working on: its calls (and concurrent
+    /// judge samples) share one time budget.
+    static ITEM_CLOCK: Arc<Clock>;
+}
 
 type Outcome = Result<Record, Rejection>;
 
@@ -150,7 +159,9 @@ pub async fn call(
         json_schema: to.json_schema,
         stage: stage.as_str(),
     };
-    let mut attempt = 0;
+    // The item's retry clock (one per call outside `process`, e.g. in `audit`).
+    let clock: Arc<Clock> = ITEM_CLOCK.try_with(Arc::clone).unwrap_or_default();
+    let (mut attempt, mut failed) = (0, 0);
     // An answer cut at its cap gets one more try at a larger cap (not counted against
     // `engine.max_attempts`); cut again, it is rejected.
     let mut enlarged = false;
@@ -261,13 +272,34 @@ pub async fn call(
             }
             Err(e) => {
                 sh.progress.retries.fetch_add(1, Ordering::Relaxed);
-                if classify(&e) == Decision::DontRetry || attempt >= sh.cfg.engine.max_attempts {
-                    return Err((
-                        e.reason().to_string(),
-                        format!("after {attempt} attempt(s): {e}"),
-                    ));
+                // Every endpoint down: the circuit is open and the next attempt waits for
+                // one to come back; this failure is not the item's.
+                let waiting = to.teacher.all_down();
+                if classify(&e) == Decision::Retry && !waiting {
+                    failed += 1;
                 }
-                tokio::time::sleep(sh.backoff.delay(attempt, &e)).await;
+                let spent = clock.spend(latency);
+                let give_up = match sh.retry.next(&e, (attempt, failed), waiting, spent) {
+                    Next::After(delay) => {
+                        tokio::time::sleep(delay).await;
+                        clock.spend(delay);
+                        continue;
+                    }
+                    Next::Refused => String::new(),
+                    Next::OutOfAttempts => format!(
+                        " ({failed} failed, engine.max_attempts = {})",
+                        sh.retry.max_attempts
+                    ),
+                    Next::OutOfTime => format!(
+                        " ({:.0}s of the item's engine.retry_budget_secs = {:.0} spent)",
+                        spent.as_secs_f64(),
+                        sh.retry.budget.as_secs_f64()
+                    ),
+                };
+                return Err((
+                    e.reason().to_string(),
+                    format!("after {attempt} attempt(s){give_up}: {e}"),
+                ));
             }
         }
     }
@@ -311,7 +343,9 @@ fn trim_to_sentence(text: &str, min_words: usize) -> Option<String> {
 /// Run one item through every stage: generation, then the quality gate (filters, judge).
 /// Deduplication and quotas are decided by the writer, in plan order.
 pub async fn process(sh: &Shared, item: &PlanItem) -> Outcome {
-    let outcome = gate(sh, item).await;
+    let outcome = ITEM_CLOCK
+        .scope(Arc::new(Clock::default()), gate(sh, item))
+        .await;
     if let Err(j) = &outcome {
         // The stages it did not reach count as done for the progress display.
         let reached: u64 = match j.stage.as_str() {
@@ -374,7 +408,7 @@ pub async fn judge_with(
     rec.completion_tokens += spent.completion_tokens;
     let agg = match agg {
         Ok(agg) => agg,
-        Err(detail) => return Err(reject(rec, "judge", "judge_failed", detail)),
+        Err((reason, detail)) => return Err(reject(rec, "judge", &reason, detail)),
     };
     let [q, a, c, r, d] = agg.scores;
     (
@@ -407,10 +441,13 @@ pub async fn score(
 ) -> (Result<judge::Aggregate, String>, Record) {
     let base = prompt::base_context(&sh.tax, &sh.schemas, item);
     let template = sh.prompts.template_for(Stage::Judge, item);
-    score_in(sh, j, &template, base, rec, answer, seed).await
+    let (agg, spent) = score_in(sh, j, &template, base, rec, answer, seed).await;
+    (agg.map_err(|(_, detail)| detail), spent)
 }
 
-/// `score` with the judge template and prompt context given.
+/// `score` with the judge template and prompt context given. Without an aggregate, the
+/// reason is `judge_failed`, or a transient reason (`teacher::TRANSIENT_REASONS`) when
+/// the samples lost to the server would have made up the valid ones missing.
 async fn score_in(
     sh: &Shared,
     j: &JudgeRuntime,
@@ -419,7 +456,7 @@ async fn score_in(
     rec: &Record,
     answer: &str,
     seed: Option<u64>,
-) -> (Result<judge::Aggregate, String>, Record) {
+) -> (Result<judge::Aggregate, (String, String)>, Record) {
     let cfg = &sh.cfg.judge;
     let ctx = prompt::with(
         base,
@@ -444,14 +481,18 @@ async fn score_in(
                 top_p: sh.cfg.teacher.top_p,
                 json_schema: Some(j.schema.value.clone()),
             };
-            let verdict = call(sh, &mut scratch, Stage::Judge, template, ctx, k, to)
-                .await
-                .map_err(|(reason, detail)| format!("{reason}: {detail}"))
-                .and_then(|text| {
-                    let v = schemas::extract_json(&text)?;
-                    schemas::validate(&j.schema, &v)?;
-                    Verdict::from_json(&v)
-                });
+            let verdict = match call(sh, &mut scratch, Stage::Judge, template, ctx, k, to).await {
+                Ok(text) => schemas::extract_json(&text)
+                    .and_then(|v| {
+                        schemas::validate(&j.schema, &v)?;
+                        Verdict::from_json(&v)
+                    })
+                    .map_err(|e| (None, e)),
+                Err((reason, detail)) => {
+                    let transient = teacher::is_transient(&reason).then_some(reason.clone());
+                    Err((transient, format!("{reason}: {detail}")))
+                }
+            };
             (verdict, scratch)
         }
     };
@@ -459,6 +500,7 @@ async fn score_in(
     let mut spent = Record::default();
     let mut verdicts = Vec::new();
     let mut errors = Vec::new();
+    let mut transient: Vec<String> = Vec::new();
     for (verdict, scratch) in results {
         spent.attempts += scratch.attempts;
         spent.latency_ms += scratch.latency_ms;
@@ -466,10 +508,18 @@ async fn score_in(
         spent.completion_tokens += scratch.completion_tokens;
         match verdict {
             Ok(v) => verdicts.push(v),
-            Err(e) => errors.push(e),
+            Err((t, e)) => {
+                transient.extend(t);
+                errors.push(e);
+            }
         }
     }
     if (verdicts.len() as u32) < cfg.min_valid() {
+        let lost_to_the_server = (verdicts.len() + transient.len()) as u32 >= cfg.min_valid();
+        let reason = match transient.first() {
+            Some(t) if lost_to_the_server => t.clone(),
+            _ => "judge_failed".to_string(),
+        };
         let detail = format!(
             "{} of {} judge samples valid (need {}): {}",
             verdicts.len(),
@@ -477,7 +527,7 @@ async fn score_in(
             cfg.min_valid(),
             errors.join("; ")
         );
-        return (Err(detail), spent);
+        return (Err((reason, detail)), spent);
     }
     (Ok(judge::aggregate(&verdicts)), spent)
 }

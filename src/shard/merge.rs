@@ -87,7 +87,7 @@ fn shard_dirs(out: &Path, fingerprint: &Value) -> Result<Vec<ShardDir>, Error> {
                 ),
             ));
         }
-        if &m["fingerprint"] != fingerprint {
+        if !manifest::differences(&m["fingerprint"], fingerprint).is_empty() {
             problems.push(Problem::new(
                 &dir,
                 format!("shard {spec} was made with other settings than this config"),

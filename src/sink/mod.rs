@@ -1,10 +1,12 @@
 //! Output sinks. Records go to JSONL shards (appended line by line: the durable journal)
 //! and to Parquet shards written when a shard closes; rejects go to `rejects.jsonl`.
 //! `open` scans what a previous attempt left, cuts any torn last line, and returns the
-//! outcomes already on disk so a resumed run skips them.
+//! outcomes already on disk so a resumed run skips them; `release` takes rejects out
+//! that a new attempt retries (`rejects`).
 
 mod jsonl;
 mod parquet;
+pub mod rejects;
 
 pub use jsonl::{for_each_jsonl, read_jsonl, JsonlAppender};
 pub use parquet::{read_parquet, write_batches, write_parquet};
@@ -116,6 +118,19 @@ impl Sinks {
 
     pub fn reject(&mut self, r: &Rejection) -> anyhow::Result<()> {
         self.rejects.append(r)
+    }
+
+    /// Take the rejects of `ids` out of `rejects.jsonl` (into the history of retried
+    /// rejects, `rejects::RETRIED`) before their items run again, so their new outcomes
+    /// replace them.
+    pub fn release(&mut self, ids: &std::collections::HashSet<String>) -> anyhow::Result<usize> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        self.rejects.sync()?;
+        let n = rejects::release(&self.dir, ids)?;
+        self.rejects = JsonlAppender::open(&self.dir.join(REJECTS))?;
+        Ok(n)
     }
 
     fn close_shard(&mut self) -> anyhow::Result<()> {

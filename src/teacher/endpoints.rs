@@ -171,6 +171,12 @@ impl Pool {
         self.limits.is_some()
     }
 
+    /// Whether every endpoint is drained (the circuit is open): requests wait in
+    /// `acquire` until a probe brings one back.
+    pub fn all_down(&self) -> bool {
+        !self.endpoints.iter().any(|e| e.st.lock().unwrap().healthy)
+    }
+
     /// Whether an endpoint not in `tried` is healthy.
     pub fn healthy_untried(&self, tried: &[usize]) -> bool {
         self.endpoints

@@ -245,6 +245,10 @@ impl Teacher for HttpTeacher {
         self.pool.current_limit()
     }
 
+    fn all_down(&self) -> bool {
+        self.pool.all_down()
+    }
+
     fn status_line(&self) -> Option<String> {
         Some(self.pool.status_line())
     }

@@ -111,6 +111,24 @@ impl TeacherError {
     }
 }
 
+/// The reject reasons that say the server failed, not the teacher's output: a reject
+/// for one of these is worth another try later (`run --retry-rejects transient`, the
+/// default) and is counted apart in `stats.json`. `empty_answer` and `truncated` are the
+/// model's doing (an answer that says nothing, or one longer than its cap), as are every
+/// validation, filter, judge and dedup reason.
+pub const TRANSIENT_REASONS: [&str; 5] = [
+    "rate_limited",
+    "server_error",
+    "timeout",
+    "connection_error",
+    "bad_response",
+];
+
+/// Whether a reject reason is in `TRANSIENT_REASONS`.
+pub fn is_transient(reason: &str) -> bool {
+    TRANSIENT_REASONS.contains(&reason)
+}
+
 /// A backend that answers chat requests.
 #[async_trait::async_trait]
 pub trait Teacher: Send + Sync {
@@ -136,6 +154,11 @@ pub trait Teacher: Send + Sync {
     /// (not only when a call returns), where the teacher can tell.
     fn live_tokens(&self) -> Option<(u64, u64)> {
         None
+    }
+    /// Whether every endpoint is down now (its circuit open): a failed request then says
+    /// nothing about the item, which waits for the teacher to come back.
+    fn all_down(&self) -> bool {
+        false
     }
     /// A short live status for the progress display.
     fn status_line(&self) -> Option<String> {

@@ -29,8 +29,13 @@ impl Drop for Mock {
 }
 
 pub fn mock(args: &[&str]) -> Mock {
+    mock_at("127.0.0.1:0", args)
+}
+
+/// A mock teacher on `addr` (`host:port`; port 0 picks a free one).
+pub fn mock_at(addr: &str, args: &[&str]) -> Mock {
     let mut child = Command::new(bin())
-        .args(["mock-teacher", "--addr", "127.0.0.1:0"])
+        .args(["mock-teacher", "--addr", addr])
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -161,12 +166,29 @@ pub fn assert_exactly_once(out: &Path, planned: &[String]) {
     assert_eq!(seen, want, "records + rejects must equal the plan");
 }
 
+/// The mock's `host:port` (from its URL).
+pub fn mock_addr(url: &str) -> String {
+    url.trim_start_matches("http://")
+        .trim_end_matches("/v1")
+        .to_string()
+}
+
+/// Outcomes on disk: records plus rejects.
+pub fn outcomes(out: &Path) -> usize {
+    records(out).len() + rejects(out).len()
+}
+
+/// The JSON file `name` in the run directory `out`.
+pub fn json_file(out: &Path, name: &str) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(out.join(name)).unwrap()).unwrap()
+}
+
 /// The mock teacher's `/stats` counters.
 pub fn mock_stats(url: &str) -> serde_json::Value {
     // A tiny blocking GET over loopback, so the test does not need an HTTP client of its own.
     use std::io::{Read, Write};
-    let hostport = url.trim_start_matches("http://").trim_end_matches("/v1");
-    let mut s = std::net::TcpStream::connect(hostport).unwrap();
+    let hostport = mock_addr(url);
+    let mut s = std::net::TcpStream::connect(&hostport).unwrap();
     write!(
         s,
         "GET /stats HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\n\r\n"
