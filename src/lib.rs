@@ -14,6 +14,7 @@ pub mod engine;
 pub mod error;
 pub mod eval;
 pub mod export;
+pub mod merge;
 pub mod plan;
 pub mod prompt;
 pub mod quality;
@@ -23,6 +24,7 @@ pub mod shard;
 pub mod sink;
 pub mod taxonomy;
 pub mod teacher;
+pub mod text;
 pub mod util;
 
 pub use config::RunConfig;

@@ -4,6 +4,7 @@
 //! over many cells. Item ids are derived from the run seed, the cell and the index in it.
 
 use crate::config::PlanConfig;
+pub use crate::record::Cell;
 use crate::taxonomy::Taxonomy;
 use crate::util::{seed_from, short_hash};
 use rand::{Rng, SeedableRng};
@@ -36,14 +37,6 @@ pub struct PlanItem {
     /// Index of this item within its cell.
     pub cell_index: u32,
     pub seed: SeedAttrs,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Cell {
-    pub task: String,
-    pub document: String,
-    pub difficulty: u8,
-    pub format: String,
 }
 
 #[derive(Debug, Clone)]

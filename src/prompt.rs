@@ -63,24 +63,6 @@ pub struct Prompts {
     pub examples: crate::quality::examples::Examples,
 }
 
-/// Every `.j2` file under `dir`, at any depth, sorted.
-pub fn template_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "j2") {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 /// Where the compact profile's templates live, under `templates_dir`.
 pub const COMPACT_DIR: &str = "compact";
 
@@ -96,7 +78,7 @@ impl Prompts {
         env.set_keep_trailing_newline(false);
         let mut hashes = HashMap::new();
         let mut problems = Vec::new();
-        for p in template_files(dir) {
+        for p in util::files_with_extension(dir, "j2") {
             let name = p
                 .strip_prefix(dir)
                 .unwrap()

@@ -66,10 +66,19 @@ pub struct Record {
     pub completion_tokens: u64,
 }
 
+/// A cell of the plan: one task type, document type, difficulty and output format.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Cell {
+    pub task: String,
+    pub document: String,
+    pub difficulty: u8,
+    pub format: String,
+}
+
 impl Record {
     /// The plan cell this record belongs to.
-    pub fn cell(&self) -> crate::plan::Cell {
-        crate::plan::Cell {
+    pub fn cell(&self) -> Cell {
+        Cell {
             task: self.task_type.clone(),
             document: self.input_data.clone(),
             difficulty: self.difficulty_level,

@@ -3,7 +3,7 @@
 use crate::error::Problem;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Hex SHA-256 of some bytes.
 pub fn sha256_hex(bytes: impl AsRef<[u8]>) -> String {
@@ -66,4 +66,23 @@ pub fn hash_dir(dir: &Path) -> String {
         buf.push(0);
     }
     sha256_hex(buf)
+}
+
+/// Every file under `dir` (at any depth) whose extension is `ext`, sorted; unreadable
+/// folders are skipped (whoever reads the files reports them).
+pub fn files_with_extension(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == ext) {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
 }

@@ -5,7 +5,7 @@ use super::run::{build_teacher, probe};
 use super::ConfigArgs;
 use crate::check;
 use crate::config::TeacherKind;
-use crate::dpo::build::{self, Options, Strategy, Student};
+use crate::engine::dpo::{self as build, Options, Strategy, Student};
 use crate::engine::Shared;
 use crate::error::{Error, Problem};
 use crate::schemas;

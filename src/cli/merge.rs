@@ -4,7 +4,7 @@
 use super::ConfigArgs;
 use crate::check;
 use crate::error::Error;
-use crate::shard::merge;
+use crate::merge;
 use clap::Args;
 use std::path::PathBuf;
 

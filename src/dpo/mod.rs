@@ -2,8 +2,6 @@
 //! `mediflow export` reads. Column names follow MediFlow's DPO split (`output` is the
 //! chosen answer, `rejected_output` the rejected one, `error_type` for injected errors).
 
-pub mod build;
-
 use serde::{Deserialize, Serialize};
 
 /// Where a run's pairs live: `<run>/dpo/<strategy>.jsonl`.
@@ -90,7 +88,7 @@ pub struct DpoConfig {
     pub min_margin: f64,
     /// The student model of `on_policy` (an OpenAI-compatible server or the embedded model).
     #[serde(default)]
-    pub student: Option<crate::config::TeacherConfig>,
+    pub student: Option<crate::teacher::TeacherConfig>,
     /// Records processed at once.
     #[serde(default = "d_concurrency")]
     pub concurrency: usize,

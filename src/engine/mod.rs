@@ -7,6 +7,7 @@
 //! names (by default those for a transient reason): each is taken out of the rejects
 //! before its item runs, so the new outcome replaces it.
 
+pub mod dpo;
 pub mod manifest;
 pub mod progress;
 pub mod quota;

@@ -2,6 +2,7 @@
 //! difference of two means, paired (items resampled together) where both sides scored the
 //! same items, unpaired (each side resampled on its own) otherwise.
 
+pub use crate::text::mean;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -12,13 +13,6 @@ pub struct Estimate {
     pub mean: f64,
     pub low: f64,
     pub high: f64,
-}
-
-pub fn mean(x: &[f64]) -> f64 {
-    if x.is_empty() {
-        return f64::NAN;
-    }
-    x.iter().sum::<f64>() / x.len() as f64
 }
 
 /// The `q` quantile of sorted values (linear interpolation).

@@ -4,6 +4,7 @@
 //! A malformed answer scores 0 on everything.
 
 use crate::taxonomy::IcdTable;
+use crate::text::words;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
@@ -189,17 +190,9 @@ pub fn prf(pred: &HashSet<String>, gold: &HashSet<String>) -> (f64, f64, f64) {
     (p, r, f)
 }
 
-/// Lower-cased alphanumeric tokens.
-fn tokens(s: &str) -> Vec<String> {
-    s.split(|c: char| !c.is_alphanumeric())
-        .filter(|t| !t.is_empty())
-        .map(str::to_lowercase)
-        .collect()
-}
-
 /// ROUGE-L F1 (longest common subsequence of tokens; both empty: 1).
 pub fn rouge_l(pred: &str, gold: &str) -> f64 {
-    let (a, b) = (tokens(pred), tokens(gold));
+    let (a, b) = (words(pred), words(gold));
     if a.is_empty() && b.is_empty() {
         return 1.0;
     }

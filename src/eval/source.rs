@@ -1,15 +1,44 @@
 //! Where a task's items come from: the `json` rows of one task type in a split of a
 //! `mediflow export` directory, or the built-in ICD-10-CM concept questions.
 
+use super::icd_mcq::Direction;
 use super::icd_mcq::{self, LETTERS};
-use super::task::SourceSpec;
 use crate::error::Problem;
 use crate::export::sft;
 use crate::taxonomy::IcdTable;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+fn d_split() -> String {
+    "test".into()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SourceSpec {
+    /// The `json` rows of one task type in a split of a `mediflow export` directory
+    /// (`--format sft-messages`). `dir` is relative to the task file; `--data` overrides.
+    Export {
+        #[serde(default)]
+        dir: Option<PathBuf>,
+        #[serde(default = "d_split")]
+        split: String,
+        task_type: String,
+        #[serde(default)]
+        limit: Option<usize>,
+    },
+    /// ICD-10-CM concept questions from the code table under `table`.
+    Icd10cmMcq {
+        direction: Direction,
+        n: usize,
+        #[serde(default)]
+        seed: u64,
+        table: PathBuf,
+    },
+}
 
 pub fn table_at(
     dir: &Path,

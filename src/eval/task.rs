@@ -3,9 +3,10 @@
 //! every item's prompt renders) and reports all problems at once, naming the file, before
 //! any model is called.
 
-use super::icd_mcq::{Direction, LETTERS};
+use super::icd_mcq::LETTERS;
 use super::metrics::MetricSpec;
 use super::source;
+pub use super::source::SourceSpec;
 use crate::error::{Error, Problem};
 use crate::taxonomy::IcdTable;
 use crate::teacher::Message;
@@ -41,34 +42,6 @@ pub struct TaskSpec {
 fn d_max_tokens() -> u32 {
     1024
 }
-fn d_split() -> String {
-    "test".into()
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum SourceSpec {
-    /// The `json` rows of one task type in a split of a `mediflow export` directory
-    /// (`--format sft-messages`). `dir` is relative to the task file; `--data` overrides.
-    Export {
-        #[serde(default)]
-        dir: Option<PathBuf>,
-        #[serde(default = "d_split")]
-        split: String,
-        task_type: String,
-        #[serde(default)]
-        limit: Option<usize>,
-    },
-    /// ICD-10-CM concept questions from the code table under `table`.
-    Icd10cmMcq {
-        direction: Direction,
-        n: usize,
-        #[serde(default)]
-        seed: u64,
-        table: PathBuf,
-    },
-}
-
 /// minijinja templates of the two chat messages.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -13,7 +13,7 @@
 //! (`thresholds = "calibrated"`: the per-dimension thresholds are reported, not applied,
 //! since all of them together reject more rows than any one of them was measured to).
 
-use super::judge::{JudgeConfig, DIMENSIONS};
+use super::judge::{JudgeConfig, Thresholds, DIMENSIONS};
 use crate::error::Problem;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -29,23 +29,6 @@ pub const RULE: &str = "usable when the AUC of the mean of the five judge scores
                         is at least 0.7, else near_chance";
 /// The key of the mean score among the dimensions of a calibration.
 pub const MEAN: &str = "mean";
-
-/// `[judge] thresholds`: which thresholds select when the calibration is usable.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Thresholds {
-    /// `[judge] min` and `min_mean`.
-    #[default]
-    Configured,
-    /// The calibration's mean-score threshold (and no per-dimension minimum).
-    Calibrated,
-}
-
-impl Thresholds {
-    pub fn is_configured(&self) -> bool {
-        *self == Thresholds::Configured
-    }
-}
 
 /// How well one score separates good from junk rows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -166,7 +149,7 @@ pub fn separation(good: &[f64], junk: &[f64]) -> Separation {
 
 /// The mean of the five scores (what `min_mean` and the calibrated threshold apply to).
 pub fn mean_score(scores: &[f64; 5]) -> f64 {
-    scores.iter().sum::<f64>() / scores.len() as f64
+    crate::text::mean(scores)
 }
 
 /// Per dimension and for the mean score, the separation of good (`true`) from junk rows,

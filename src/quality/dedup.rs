@@ -21,6 +21,7 @@
 //! records (the tables had just doubled), peak RSS +401 MB.
 
 use crate::record::Record;
+pub use crate::text::normalize;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
@@ -164,21 +165,6 @@ pub struct Duplicate {
     pub reason: &'static str,
     /// The id of the kept record this one duplicates.
     pub of: String,
-}
-
-/// Lowercase, keep the Unicode-alphanumeric words, join them with single spaces.
-pub fn normalize(text: &str) -> String {
-    let lower = text.to_lowercase();
-    let mut out = String::with_capacity(lower.len());
-    for w in lower.split(|c: char| !c.is_alphanumeric()) {
-        if !w.is_empty() {
-            if !out.is_empty() {
-                out.push(' ');
-            }
-            out.push_str(w);
-        }
-    }
-    out
 }
 
 /// Call `f` with the xxh3-64 of every `n`-word shingle of a normalised text (its words

@@ -47,7 +47,7 @@ impl Examples {
     /// The index of every `.j2` file under `dir` (unreadable files are skipped: the
     /// template loader reports them).
     pub fn from_dir(dir: &Path) -> Examples {
-        let texts: Vec<String> = crate::prompt::template_files(dir)
+        let texts: Vec<String> = crate::util::files_with_extension(dir, "j2")
             .iter()
             .filter_map(|p| std::fs::read_to_string(p).ok())
             .collect();

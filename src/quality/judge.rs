@@ -3,8 +3,7 @@
 //! the spread (max - min over samples, worst dimension) is kept. The stage that calls the
 //! teacher lives in `engine::worker`; this module holds the config and the arithmetic.
 
-use super::calibration::Thresholds;
-use crate::config::TeacherConfig;
+use crate::teacher::TeacherConfig;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -12,6 +11,23 @@ use std::path::PathBuf;
 
 /// MediFlow's judge dimensions, in column order.
 pub const DIMENSIONS: [&str; 5] = ["quality", "alignment", "coherence", "realism", "difficulty"];
+
+/// `[judge] thresholds`: which thresholds select when the calibration is usable.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Thresholds {
+    /// `[judge] min` and `min_mean`.
+    #[default]
+    Configured,
+    /// The calibration's mean-score threshold (and no per-dimension minimum).
+    Calibrated,
+}
+
+impl Thresholds {
+    pub fn is_configured(&self) -> bool {
+        *self == Thresholds::Configured
+    }
+}
 
 /// `[judge]` in the run config.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -176,16 +192,6 @@ pub struct Aggregate {
     pub samples: u32,
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
 /// Aggregate the valid samples (at least one).
 pub fn aggregate(samples: &[Verdict]) -> Aggregate {
     assert!(!samples.is_empty(), "aggregate needs a sample");
@@ -197,7 +203,7 @@ pub fn aggregate(samples: &[Verdict]) -> Aggregate {
             .iter()
             .fold((f64::MAX, f64::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
         spread = spread.max(hi - lo);
-        *s = median(col);
+        *s = crate::text::median(&col);
     }
     let distance = |v: &Verdict| -> f64 {
         v.scores

@@ -5,6 +5,5 @@ pub mod calibration;
 pub mod dedup;
 pub mod examples;
 pub mod filters;
-pub mod grounding;
 pub mod judge;
 pub mod vocab;

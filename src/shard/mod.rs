@@ -8,8 +8,6 @@
 //! dealt in key order to the shard with the fewest items so far, which balances the
 //! shards to within one cell's items.
 
-pub mod merge;
-
 use crate::plan::{Cell, PlanItem};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

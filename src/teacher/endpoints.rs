@@ -11,7 +11,7 @@
 
 use super::adaptive::{Controller, Limits};
 use super::signals;
-use crate::config::{AdaptiveConfig, HealthConfig};
+use crate::teacher::config::{AdaptiveConfig, HealthConfig};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};

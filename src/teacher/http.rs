@@ -5,7 +5,7 @@
 
 use super::endpoints::{self, Outcome, Pool};
 use super::{ChatRequest, ChatResponse, Teacher, TeacherError, Usage};
-use crate::config::TeacherConfig;
+use crate::teacher::TeacherConfig;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;

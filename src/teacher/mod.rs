@@ -3,11 +3,14 @@
 //! OpenAI-compatible server). `retry` decides what is retried and when.
 
 pub mod adaptive;
+pub mod config;
 pub mod embedded;
 pub mod endpoints;
 pub mod http;
 pub mod mock;
 pub mod retry;
+
+pub use config::{TeacherConfig, TeacherKind};
 pub mod signals;
 
 use serde::{Deserialize, Serialize};

@@ -10,15 +10,16 @@ mod coherence;
 mod copy;
 mod domain;
 mod form;
+pub(crate) mod grounding;
 mod leaks;
 mod task_fit;
 
 use super::examples::Examples;
-use super::grounding::Grounding;
 use super::vocab::{self, Class, Vocab, Word};
 use crate::record::{bare_instruction, Record};
 use crate::schemas::Schemas;
 use crate::taxonomy::Taxonomy;
+use grounding::Grounding;
 use rustc_hash::FxHashSet;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

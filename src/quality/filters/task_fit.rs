@@ -476,7 +476,7 @@ fn answer_fits(task: &str, p: &Prepared) -> bool {
             "true",
             "false",
         ]),
-        "clinical_coding" => crate::quality::grounding::codes::CODE.is_match(&p.answer),
+        "clinical_coding" => super::grounding::codes::CODE.is_match(&p.answer),
         "error_correction" => {
             has(&[
                 "error",

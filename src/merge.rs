@@ -8,7 +8,6 @@
 //! deduplicated across shards (a near duplicate from another shard becomes a reject of
 //! stage `dedup`, as in an unsharded run), and written with rebuilt statistics.
 
-use super::{assign, ShardSpec, SHARDS_DIR};
 use crate::check::Loaded;
 use crate::dirlock::DirLock;
 use crate::engine::manifest::{self, MANIFEST, STATS};
@@ -17,6 +16,7 @@ use crate::error::{Error, Problem};
 use crate::plan::{Cell, PlanItem};
 use crate::quality::dedup::{record_text, Dedup};
 use crate::record::{Record, Rejection};
+use crate::shard::{assign, ShardSpec, SHARDS_DIR};
 use crate::sink::{self, Sinks};
 use anyhow::Context;
 use serde_json::{json, Value};

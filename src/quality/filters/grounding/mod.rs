@@ -11,7 +11,7 @@ mod facts;
 mod phi;
 mod quotes;
 
-use super::filters::{Filter, FilterCtx, Prepared, Verdict};
+use super::{Filter, FilterCtx, Prepared, Verdict};
 
 pub(crate) struct Grounding;
 impl Filter for Grounding {

@@ -2,19 +2,19 @@
 //! run's teacher and judge. Records are processed concurrently; each pair is appended to
 //! the output as it is made, and records that already have a pair there are skipped.
 
-use super::{error_description, Pair, Scores};
 use crate::config::{ResponseFormatMode, TeacherConfig};
+use crate::dpo::{error_description, Pair, Scores};
 use crate::engine::worker::{self, Target};
 use crate::engine::{JudgeRuntime, Shared};
 use crate::plan::{PlanItem, SeedAttrs};
 use crate::prompt::{self, Stage};
-use crate::quality::dedup::normalize;
 use crate::quality::judge::Aggregate;
 use crate::record::{bare_instruction, Record};
 use crate::schemas::{self, TaskSchema};
 use crate::sink::{read_jsonl, shard_files, JsonlAppender};
 use crate::taxonomy::IcdTable;
 use crate::teacher::Teacher;
+use crate::text::{normalize, words};
 use crate::util::{seed_from, short_hash};
 use anyhow::Context;
 use futures::StreamExt;
@@ -245,7 +245,7 @@ fn record_scores(r: &Record) -> Option<Scores> {
 
 /// The mean of the five judge medians: what pairs are ranked and separated by.
 pub fn mean(s: &Scores) -> f64 {
-    (s.quality + s.alignment + s.coherence + s.realism + s.difficulty) / 5.0
+    crate::text::mean(&[s.quality, s.alignment, s.coherence, s.realism, s.difficulty])
 }
 
 async fn judge(
@@ -512,16 +512,6 @@ async fn on_policy(
     p.rejected_scores = Some(theirs);
     p.margin = Some(margin);
     Made::Pair(Box::new(p))
-}
-
-/// Lowercased alphanumeric words (dedup's normalisation): what "the same answer" is
-/// compared on.
-fn words(text: &str) -> Vec<String> {
-    normalize(text)
-        .split(' ')
-        .filter(|w| !w.is_empty())
-        .map(str::to_string)
-        .collect()
 }
 
 /// Word-level similarity of two texts: 2 * LCS / (|a| + |b|) over their normalised words
