@@ -1526,7 +1526,12 @@ fn drug_stem(w: &str) -> bool {
 /// A regex with ASCII word boundaries: a Unicode `\b` keeps the regex crate off its fast
 /// DFA engines, and the gate's patterns only ever bound ASCII words.
 pub fn regex(pattern: &str) -> Result<regex::Regex, regex::Error> {
-    regex::Regex::new(&pattern.replace(r"\b", r"(?-u:\b)"))
+    regex::Regex::new(&ascii_boundaries(pattern))
+}
+
+/// `pattern` with its word boundaries ASCII ones (see `regex`).
+pub fn ascii_boundaries(pattern: &str) -> String {
+    pattern.replace(r"\b", r"(?-u:\b)")
 }
 
 /// A 64-bit hash of a word, for sets of a record's words that need no allocation.

@@ -2,7 +2,7 @@
 //! and by function-word counts on short ones; the clinical signal is the share of a
 //! text's content words that our clinical vocabulary knows (see `quality::vocab`).
 
-use super::{word_count, Filter, FilterCtx, Prepared, Verdict};
+use super::{word_count, DocPattern, Filter, FilterCtx, Prepared, Verdict};
 use crate::quality::vocab::{Class, Word};
 use regex::Regex;
 use rustc_hash::FxHashMap;
@@ -166,12 +166,9 @@ const MIN_DOCUMENT_MEDICAL: f64 = 0.07;
 /// Pleasantries, boilerplate and promotional filler: a small teacher pads a document with
 /// them when it has nothing clinical to say. One is ordinary in a real message; three or
 /// more distinct ones are a document made of filler.
-static FILLER: LazyLock<Regex> = LazyLock::new(|| {
-    crate::quality::vocab::regex(
-        r"(?i)\bi hope (?:this|my) (?:message|email|letter|note) finds you\b|\bi hope you are (?:well|doing well)\b|\b(?:i am|i'm|we are|we're) (?:pleased|delighted|excited|thrilled|honou?red|happy) (?:to (?:report|announce|inform|share|let you know)|about the opportunity)\b|\bexcited about the opportunity\b|\bthose who need it most\b|\b(?:excellent|exceptional|outstanding|compassionate|high-quality|world-class) (?:and compassionate )?(?:care|team|service|support)\b|\bdedicated to (?:providing|helping|delivering)\b|\bit(?:'s| is) (?:a great|an) honou?r\b|\bwe(?:'re| are) all in this together\b|\byour story is (?:very )?inspiring\b|\bthank you for (?:your willingness|being there|your time and|your understanding)\b|\bi have a lot of work ahead\b|\bthere are many (?:different )?(?:types|kinds|medical conditions|options|treatments)\b|\bit is important (?:for us )?to (?:take all|discuss|remember|note|consider)\b|\bmake an informed decision\b|\bi would (?:like|love) to (?:discuss this further|share my experience|learn more)\b|\bplease (?:do not|don't) hesitate to\b|\blook(?:ing)? forward to (?:hearing|working|your)\b",
-    )
-    .expect("valid regex")
-});
+pub(super) const FILLER_PATTERN: &str = r"(?i)\bi hope (?:this|my) (?:message|email|letter|note) finds you\b|\bi hope you are (?:well|doing well)\b|\b(?:i am|i'm|we are|we're) (?:pleased|delighted|excited|thrilled|honou?red|happy) (?:to (?:report|announce|inform|share|let you know)|about the opportunity)\b|\bexcited about the opportunity\b|\bthose who need it most\b|\b(?:excellent|exceptional|outstanding|compassionate|high-quality|world-class) (?:and compassionate )?(?:care|team|service|support)\b|\bdedicated to (?:providing|helping|delivering)\b|\bit(?:'s| is) (?:a great|an) honou?r\b|\bwe(?:'re| are) all in this together\b|\byour story is (?:very )?inspiring\b|\bthank you for (?:your willingness|being there|your time and|your understanding)\b|\bi have a lot of work ahead\b|\bthere are many (?:different )?(?:types|kinds|medical conditions|options|treatments)\b|\bit is important (?:for us )?to (?:take all|discuss|remember|note|consider)\b|\bmake an informed decision\b|\bi would (?:like|love) to (?:discuss this further|share my experience|learn more)\b|\bplease (?:do not|don't) hesitate to\b|\blook(?:ing)? forward to (?:hearing|working|your)\b";
+static FILLER: LazyLock<Regex> =
+    LazyLock::new(|| crate::quality::vocab::regex(FILLER_PATTERN).expect("valid regex"));
 const MAX_FILLER: usize = 3;
 
 pub(crate) struct ClinicalDomain;
@@ -180,10 +177,13 @@ impl Filter for ClinicalDomain {
         "clinical_domain"
     }
     fn check(&self, p: &Prepared, _cx: &FilterCtx) -> Verdict {
-        let mut filler: Vec<String> = FILLER
-            .find_iter(&p.rec.input)
-            .map(|m| m.as_str().to_lowercase())
-            .collect();
+        let mut filler: Vec<String> = match p.doc_may_match(DocPattern::Filler) {
+            true => FILLER
+                .find_iter(&p.rec.input)
+                .map(|m| m.as_str().to_lowercase())
+                .collect(),
+            false => Vec::new(),
+        };
         filler.sort();
         filler.dedup();
         if filler.len() >= MAX_FILLER {

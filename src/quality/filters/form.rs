@@ -2,7 +2,7 @@
 //! degenerate repetition, text cut off mid-sentence or mid-word, markup residue, and JSON
 //! whose values are empty or filler.
 
-use super::{word_count, Filter, FilterCtx, FiltersConfig, Prepared, Verdict};
+use super::{word_count, DocPattern, Filter, FilterCtx, FiltersConfig, Prepared, Verdict};
 use crate::quality::vocab::Word;
 use regex::Regex;
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -35,12 +35,9 @@ impl Filter for SchemaCheck {
 }
 
 /// HTML tags and entities, markdown images and links, code fences in prose.
-static MARKUP: LazyLock<Regex> = LazyLock::new(|| {
-    crate::quality::vocab::regex(
-        r"(?i)</?(?:div|span|img|br|p|a|table|tr|td|th|html|body|head|script|style|strong|em|ul|ol|li|h[1-6]|font|iframe|input|form|meta|link)(?:\s|/?>)|&(?:nbsp|amp|lt|gt|quot|apos|#\d{1,5});|!\[[^\]\n]*\]\(|\]\(https?://|https?://\S+|\bwww\.\S+\.\w+",
-    )
-    .expect("valid regex")
-});
+pub(super) const MARKUP_PATTERN: &str = r"(?i)</?(?:div|span|img|br|p|a|table|tr|td|th|html|body|head|script|style|strong|em|ul|ol|li|h[1-6]|font|iframe|input|form|meta|link)(?:\s|/?>)|&(?:nbsp|amp|lt|gt|quot|apos|#\d{1,5});|!\[[^\]\n]*\]\(|\]\(https?://|https?://\S+|\bwww\.\S+\.\w+";
+static MARKUP: LazyLock<Regex> =
+    LazyLock::new(|| crate::quality::vocab::regex(MARKUP_PATTERN).expect("valid regex"));
 static FENCE: LazyLock<Regex> =
     LazyLock::new(|| crate::quality::vocab::regex(r"```").expect("valid regex"));
 
@@ -51,7 +48,8 @@ impl Filter for Markup {
     }
     fn check(&self, p: &Prepared, _cx: &FilterCtx) -> Verdict {
         for (part, text) in p.parts() {
-            if let Some(m) = MARKUP.find(text) {
+            let scan = part != "document" || p.doc_may_match(DocPattern::Markup);
+            if let Some(m) = scan.then(|| MARKUP.find(text)).flatten() {
                 return Verdict::Drop("markup_residue", format!("{part}: {:?}", m.as_str()));
             }
             // A fenced block in prose (a json answer's fences are stripped by the parser).

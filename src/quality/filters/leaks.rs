@@ -3,17 +3,14 @@
 //! that describes how one would answer) and prompt echo (a "document" that is a
 //! generation prompt or a template description).
 
-use super::{Filter, FilterCtx, Prepared, Verdict};
+use super::{DocPattern, Filter, FilterCtx, Prepared, Verdict};
 use regex::Regex;
 use std::sync::LazyLock;
 
 /// Chat-template markers, special tokens and role turns of a transcript.
-static CHAT: LazyLock<Regex> = LazyLock::new(|| {
-    crate::quality::vocab::regex(
-        r"(?im)<\|[a-z_0-9]{2,30}\|>|</?s>|\[/?INST\]|<<\s*/?SYS\s*>>|<(?:start|end)_of_turn>|</?think>|^\s*#{2,4}\s*(?:response|instruction|input|output|answer|assistant|user|system|human)\b|^\s*(?:user|assistant|system|human|ai|bot|gpt|chatgpt|model)\s*:",
-    )
-    .expect("valid regex")
-});
+pub(super) const CHAT_PATTERN: &str = r"(?im)<\|[a-z_0-9]{2,30}\|>|</?s>|\[/?INST\]|<<\s*/?SYS\s*>>|<(?:start|end)_of_turn>|</?think>|^\s*#{2,4}\s*(?:response|instruction|input|output|answer|assistant|user|system|human)\b|^\s*(?:user|assistant|system|human|ai|bot|gpt|chatgpt|model)\s*:";
+static CHAT: LazyLock<Regex> =
+    LazyLock::new(|| crate::quality::vocab::regex(CHAT_PATTERN).expect("valid regex"));
 
 pub(crate) struct ChatMarkup;
 impl Filter for ChatMarkup {
@@ -22,6 +19,9 @@ impl Filter for ChatMarkup {
     }
     fn check(&self, p: &Prepared, _cx: &FilterCtx) -> Verdict {
         for (part, text) in p.parts() {
+            if part == "document" && !p.doc_may_match(DocPattern::Chat) {
+                continue;
+            }
             if let Some(m) = CHAT.find(text) {
                 return Verdict::Drop("chat_markup", format!("{part}: {:?}", m.as_str().trim()));
             }
@@ -31,12 +31,9 @@ impl Filter for ChatMarkup {
 }
 
 /// AI disclaimers and refusals: dropped wherever they appear.
-static REFUSAL: LazyLock<Regex> = LazyLock::new(|| {
-    crate::quality::vocab::regex(
-        r"(?i)\bas an ai\b|\bas an? (?:large |ai )?language model\b|\bi(?:'m| am) (?:just |only )?an? (?:ai|artificial intelligence|language model|chatbot|virtual assistant)\b|\bi (?:cannot|can ?not|can['’]t|am unable to|['’]m unable to|am not able to|won['’]t be able to) (?:provide|assist|help with|fulfill?|comply|generate|create|write|give|offer|answer|access|diagnose)\b|\bi(?:'m| am) not (?:a|your) (?:doctor|physician|medical professional|healthcare provider)\b|\bi (?:do not|don['’]t) have access to\b|\bnot (?:a substitute for|intended as) (?:professional )?medical advice\b|\bfor (?:informational|educational) purposes only\b",
-    )
-    .expect("valid regex")
-});
+pub(super) const REFUSAL_PATTERN: &str = r"(?i)\bas an ai\b|\bas an? (?:large |ai )?language model\b|\bi(?:'m| am) (?:just |only )?an? (?:ai|artificial intelligence|language model|chatbot|virtual assistant)\b|\bi (?:cannot|can ?not|can['’]t|am unable to|['’]m unable to|am not able to|won['’]t be able to) (?:provide|assist|help with|fulfill?|comply|generate|create|write|give|offer|answer|access|diagnose)\b|\bi(?:'m| am) not (?:a|your) (?:doctor|physician|medical professional|healthcare provider)\b|\bi (?:do not|don['’]t) have access to\b|\bnot (?:a substitute for|intended as) (?:professional )?medical advice\b|\bfor (?:informational|educational) purposes only\b";
+static REFUSAL: LazyLock<Regex> =
+    LazyLock::new(|| crate::quality::vocab::regex(REFUSAL_PATTERN).expect("valid regex"));
 
 /// Apologies: dropped in the instruction and the answer only, since dialogue documents
 /// legitimately contain them ("I'm sorry, but the biopsy showed ...").
@@ -54,6 +51,10 @@ impl Filter for Refusal {
     }
     fn check(&self, p: &Prepared, _cx: &FilterCtx) -> Verdict {
         for (part, text) in p.parts() {
+            // The document is checked for refusals only, not apologies.
+            if part == "document" && !p.doc_may_match(DocPattern::Refusal) {
+                continue;
+            }
             let found = REFUSAL
                 .find(text)
                 .or_else(|| (part != "document").then(|| APOLOGY.find(text)).flatten());
@@ -66,21 +67,17 @@ impl Filter for Refusal {
 }
 
 /// Template syntax and filler: a leak anywhere.
-static TEMPLATE: LazyLock<Regex> = LazyLock::new(|| {
-    crate::quality::vocab::regex(
-        r"\{\{|\}\}|\{%|%\}|\{[A-Za-z_][A-Za-z_ ]{1,30}\}|(?i:lorem ipsum)|XXX-XX|\b(?:XX|MM|DD)/(?:XX|DD|MM)/(?:XX|YY){1,2}\b|\bX{2,}\b|_{4,}",
-    )
-    .expect("valid regex")
-});
+pub(super) const TEMPLATE_PATTERN: &str = r"\{\{|\}\}|\{%|%\}|\{[A-Za-z_][A-Za-z_ ]{1,30}\}|(?i:lorem ipsum)|XXX-XX|\b(?:XX|MM|DD)/(?:XX|DD|MM)/(?:XX|YY){1,2}\b|\bX{2,}\b|_{4,}";
+static TEMPLATE: LazyLock<Regex> =
+    LazyLock::new(|| crate::quality::vocab::regex(TEMPLATE_PATTERN).expect("valid regex"));
 
 /// Bracketed placeholders such as `[Patient Name]`, `[Insert date]`, `<placeholder>`.
-static BRACKETED: LazyLock<Regex> = LazyLock::new(|| {
+pub(super) fn bracketed_pattern() -> String {
     const SLOT: &str = r"insert\b[^\]>\n]*|enter\b[^\]>\n]*|(?:patient|doctor|physician|provider|clinician|nurse|your|my|hospital|clinic|facility|practice|pharmacy)(?:['’]s)? (?:name|address|phone(?: number)?|signature|title)|(?:first |last |full )?name|date(?: of [a-z ]+)?|time|patient|address|phone(?: number)?|mrn|dob|age|location|hospital|clinic|signature|medication(?: name)?|drug(?: name)?|dose|dosage|diagnosis|condition|number|city|state|zip(?: code)?|email|specialty|title";
-    crate::quality::vocab::regex(&format!(
-        r"(?i)\[\s*(?:{SLOT})\s*\]|<\s*(?:{SLOT}|placeholder)\s*>"
-    ))
-    .expect("valid regex")
-});
+    format!(r"(?i)\[\s*(?:{SLOT})\s*\]|<\s*(?:{SLOT}|placeholder)\s*>")
+}
+static BRACKETED: LazyLock<Regex> =
+    LazyLock::new(|| crate::quality::vocab::regex(&bracketed_pattern()).expect("valid regex"));
 
 pub(crate) struct Placeholder;
 impl Filter for Placeholder {
@@ -92,6 +89,12 @@ impl Filter for Placeholder {
         // and its instruction may name the tags to use.
         let tags_ok = p.rec.task_type == "deidentification";
         for (part, text) in p.parts() {
+            if part == "document"
+                && !p.doc_may_match(DocPattern::Template)
+                && !p.doc_may_match(DocPattern::Bracketed)
+            {
+                continue;
+            }
             let found = TEMPLATE.find(text).or_else(|| {
                 (part == "document" || !tags_ok)
                     .then(|| BRACKETED.find(text))
@@ -164,9 +167,7 @@ static META_INSTRUCTION: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 /// A "document" that is a generation prompt, a template or a description of one.
-static ECHO: LazyLock<Regex> = LazyLock::new(|| {
-    crate::quality::vocab::regex(
-        r"(?ix)
+pub(super) const ECHO_PATTERN: &str = r"(?ix)
         ^\s*(?:please\ )?(?:write|generate|create|compose|draft|produce|imagine)\ (?:a|an|one|the)\b
       | \b(?:write|generate|create|compose|draft)\ (?:a|an)\ (?:realistic|fictional|synthetic|detailed|sample|brief|short)\b
       | \b(?:include|including|use|with)\ (?:the\ )?(?:following\ )?sections?\ (?:such\ as|like|for|:)
@@ -179,10 +180,9 @@ static ECHO: LazyLock<Regex> = LazyLock::new(|| {
       | \b(?:should|must)\ (?:be\ )?(?:written|include|contain|cover|describe)\b.{0,60}\b(?:sections?|document|note|report)\b
       | \bdifficulty\ (?:level)?\s*:
       | \bwriting\ style\s*:
-    ",
-    )
-    .expect("valid regex")
-});
+    ";
+static ECHO: LazyLock<Regex> =
+    LazyLock::new(|| crate::quality::vocab::regex(ECHO_PATTERN).expect("valid regex"));
 
 pub(crate) struct MetaText;
 impl Filter for MetaText {
@@ -190,7 +190,10 @@ impl Filter for MetaText {
         "meta_text"
     }
     fn check(&self, p: &Prepared, _cx: &FilterCtx) -> Verdict {
-        if let Some(m) = ECHO.find(&p.rec.input) {
+        let echo = p
+            .doc_may_match(DocPattern::Echo)
+            .then(|| ECHO.find(&p.rec.input));
+        if let Some(m) = echo.flatten() {
             return Verdict::Drop("prompt_echo", format!("document: {:?}", m.as_str().trim()));
         }
         if let Some(m) = META_INSTRUCTION.find(p.instruction) {

@@ -23,7 +23,7 @@ use grounding::Grounding;
 use rustc_hash::FxHashSet;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, LazyLock, OnceLock};
 
 /// `[filters]` in the run config.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -348,6 +348,7 @@ pub(crate) struct Prepared<'r> {
     doc_set: OnceLock<Source>,
     doc_classes: OnceLock<Vec<Class>>,
     answer_classes: OnceLock<Vec<Class>>,
+    doc_scan: OnceLock<regex::SetMatches>,
     pub vocab: Arc<Vocab>,
 }
 
@@ -389,12 +390,34 @@ impl<'r> Prepared<'r> {
             doc_set: OnceLock::new(),
             doc_classes: OnceLock::new(),
             answer_classes: OnceLock::new(),
+            doc_scan: OnceLock::new(),
             vocab: Vocab::of(tax),
         }
     }
 
     pub fn is_json(&self) -> bool {
         is_json(self.rec)
+    }
+
+    /// Whether the document can match `pattern` at all: one pass of all the document
+    /// patterns together, so a clean document is read once, not once per filter.
+    pub fn doc_may_match(&self, pattern: DocPattern) -> bool {
+        static SET: LazyLock<regex::RegexSet> = LazyLock::new(|| {
+            let bracketed = leaks::bracketed_pattern();
+            let patterns = [
+                leaks::CHAT_PATTERN,
+                leaks::REFUSAL_PATTERN,
+                leaks::TEMPLATE_PATTERN,
+                &bracketed,
+                form::MARKUP_PATTERN,
+                leaks::ECHO_PATTERN,
+                domain::FILLER_PATTERN,
+            ];
+            regex::RegexSet::new(patterns.map(vocab::ascii_boundaries)).expect("valid regexes")
+        });
+        self.doc_scan
+            .get_or_init(|| SET.matches(&self.rec.input))
+            .matched(pattern as usize)
     }
 
     /// The vocabulary classes of each of `doc_words`.
@@ -462,6 +485,19 @@ impl<'r> Prepared<'r> {
             ("answer", self.answer.as_str()),
         ]
     }
+}
+
+/// The patterns several filters look for in a document, in `Prepared::doc_may_match`'s
+/// set.
+#[derive(Clone, Copy)]
+pub(crate) enum DocPattern {
+    Chat,
+    Refusal,
+    Template,
+    Bracketed,
+    Markup,
+    Echo,
+    Filler,
 }
 
 /// Hashes of the words of a record's document and instruction (abbreviations expanded,
