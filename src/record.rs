@@ -1,5 +1,5 @@
-//! The one Record that flows through every stage, its Arrow schema (documented in the
-//! README), and the Rejection that carries a record-so-far with its reason.
+//! The one Record that flows through every stage, its Arrow schema (documented in
+//! docs/outputs.md), and the Rejection that carries a record-so-far with its reason.
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use serde::{Deserialize, Serialize};

@@ -132,7 +132,7 @@ fn gate_catches_junk_and_keeps_good_records_on_the_tuning_half() {
     );
 }
 
-/// The held-out half is measured, not tuned on: its figures go to the README. The floor
+/// The held-out half is measured, not tuned on: its figures go to docs/quality-gate.md. The floor
 /// here only guards against a change that breaks the gate on data it was not fitted to.
 #[test]
 fn gate_generalises_to_the_held_out_half() {

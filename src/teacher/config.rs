@@ -58,7 +58,7 @@ pub struct TeacherConfig {
     #[serde(default)]
     pub adaptive: AdaptiveConfig,
     /// Endpoint health: drain an endpoint after this many consecutive failures, probe
-    /// every endpoint every `health_interval_secs`, and let requests wait this long for
+    /// every endpoint every `interval_secs`, and let requests wait this long for
     /// one to come back when all are down.
     #[serde(default)]
     pub health: HealthConfig,
