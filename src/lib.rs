@@ -5,6 +5,7 @@
 //! The CLI (`src/main.rs`, `src/cli/`) is a thin layer over this library.
 
 pub mod audit;
+pub mod bench;
 pub mod check;
 pub mod cli;
 pub mod config;

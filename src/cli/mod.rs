@@ -3,9 +3,6 @@
 
 mod audit;
 mod bench;
-mod bench_concurrency;
-mod bench_dedup;
-mod bench_gate;
 mod dedup;
 mod dpo;
 mod eval;
@@ -156,13 +153,5 @@ pub fn print_json(v: &impl serde::Serialize) {
     println!("{}", serde_json::to_string_pretty(v).expect("serializable"));
 }
 
-/// Peak resident memory of this process so far in MB (getrusage's ru_maxrss: Linux's VmHWM).
-pub fn peak_rss_mb() -> f64 {
-    // SAFETY: getrusage only writes into the struct we pass.
-    let ru = unsafe {
-        let mut ru: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
-        ru
-    };
-    ru.ru_maxrss as f64 / 1024.0
-}
+/// Peak resident memory of this process so far in MB.
+pub use crate::bench::peak_rss_mb;
