@@ -1,11 +1,11 @@
-//! `mediflow bench`: the flags of each benchmark, handed to `crate::bench`, which measures;
+//! `mediflow bench`: the flags of each benchmark, handed to `mediflow::bench`, which measures;
 //! the report is printed here (JSON with `--json`).
 
 use super::ConfigArgs;
-use crate::bench::{self, Report};
-use crate::error::Error;
-use crate::teacher::embedded::config::Weights;
 use clap::{Args, Subcommand};
+use mediflow::bench::{self, Report};
+use mediflow::error::Error;
+use mediflow::teacher::embedded::config::Weights;
 use serde_json::json;
 use std::path::PathBuf;
 

@@ -1,5 +1,6 @@
 //! Command-line interface: clap structs and dispatch. Each command lives in its own file
-//! and is a thin layer over the library.
+//! and is a thin layer over the library. Part of the binary (`src/main.rs` declares it),
+//! so it reaches the library as `mediflow::` and adds nothing to its public API.
 
 mod audit;
 mod bench;
@@ -16,8 +17,8 @@ mod plan;
 mod run;
 mod taxonomy;
 
-use crate::config::Overrides;
 use clap::{Args, Parser, Subcommand};
+use mediflow::config::Overrides;
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -154,4 +155,4 @@ pub fn print_json(v: &impl serde::Serialize) {
 }
 
 /// Peak resident memory of this process so far in MB.
-pub use crate::bench::peak_rss_mb;
+pub use mediflow::bench::peak_rss_mb;

@@ -2,17 +2,17 @@
 //! then generation with progress and a final summary.
 
 use super::ConfigArgs;
-use crate::check;
-use crate::engine::{self, progress::Mode, RetryRejects, RunOptions, Shared, Summary};
-use crate::error::Error;
-use crate::shard::ShardSpec;
-use crate::teacher::mock;
 use clap::Args;
+use mediflow::check;
+use mediflow::engine::{self, progress::Mode, RetryRejects, RunOptions, Shared, Summary};
+use mediflow::error::Error;
+use mediflow::shard::ShardSpec;
+use mediflow::teacher::mock;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 /// Building and probing the teacher: the library's pre-flight, shared by the commands.
-pub(super) use crate::check::{build_teacher, probe};
+pub(super) use mediflow::check::{build_teacher, probe};
 
 #[derive(Args)]
 pub struct CheckArgs {
@@ -192,7 +192,7 @@ fn print_summary(s: &Summary) {
         println!(
             "rejected: {} transient (the server failed: {}; `run` again retries them), {} content (the teacher's output was not kept)",
             s.rejected_transient,
-            crate::teacher::TRANSIENT_REASONS.join(", "),
+            mediflow::teacher::TRANSIENT_REASONS.join(", "),
             s.rejected_content
         );
     }
