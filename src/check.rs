@@ -1,6 +1,7 @@
 //! Pre-flight: load config, taxonomy, schemas and templates, render every template the
 //! run can use with a sample context, build the plan, and report every problem at once.
-//! `mediflow check` and `mediflow run` both go through here before any teacher call.
+//! `mediflow check` and `mediflow run` both go through here before any teacher call, then
+//! build the configured teacher and probe it (`build_teacher`, `probe`).
 
 use crate::config::{Overrides, RunConfig, TeacherConfig, TeacherKind, TemplateProfile};
 use crate::error::{Error, Problem};
@@ -8,9 +9,12 @@ use crate::plan::{self, Plan, PlanItem, SeedAttrs};
 use crate::prompt::{self, Prompts, Stage};
 use crate::schemas::{self, Schemas, TaskSchema};
 use crate::taxonomy::{self, Taxonomy};
+use crate::teacher::embedded::EmbeddedTeacher;
 use crate::teacher::embedded::{model, pull};
+use crate::teacher::http::HttpTeacher;
 use crate::teacher::Teacher;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub struct Loaded {
     pub cfg: RunConfig,
@@ -82,6 +86,29 @@ pub fn load(config: &Path, ov: &Overrides) -> Result<Loaded, Error> {
         }),
         _ => Err(Error::Input(problems)),
     }
+}
+
+/// The teacher `t` describes: the embedded model (loaded, and pulled if missing, off the
+/// async runtime's threads) or an OpenAI-compatible client.
+pub async fn build_teacher(t: &TeacherConfig) -> Result<Arc<dyn Teacher>, Error> {
+    match t.kind {
+        // Loading reads the model (and may pull it): off the async runtime's threads.
+        TeacherKind::Embedded => {
+            let cfg = t.embedded.clone();
+            let teacher = tokio::task::spawn_blocking(move || EmbeddedTeacher::load(&cfg))
+                .await
+                .map_err(anyhow::Error::from)?
+                .map_err(|e| Error::TeacherUnavailable(format!("{e:#}")))?;
+            Ok(Arc::new(teacher))
+        }
+        TeacherKind::Openai => Ok(Arc::new(HttpTeacher::new(t).map_err(Error::Other)?)),
+    }
+}
+
+/// Probe the teacher (one short call); an answer is its status line, a failure means the
+/// teacher is unavailable.
+pub async fn probe(teacher: &dyn Teacher) -> Result<String, Error> {
+    teacher.probe().await.map_err(Error::TeacherUnavailable)
 }
 
 /// The API keys of the server teachers a run calls (the generator's, the judge's own

@@ -2,11 +2,12 @@
 //! model, validate it against per-task JSON Schemas, and write Parquet + JSONL datasets.
 //!
 //! The pipeline is `taxonomy -> plan -> (document -> instruction -> answer) -> validate -> sinks`.
-//! The CLI (`src/main.rs`, `src/cli/`) is a thin layer over this library.
+//! The CLI (`src/main.rs`, `src/cli/`, part of the binary, not of this library) is a thin
+//! layer over it.
 
 pub mod audit;
+pub mod bench;
 pub mod check;
-pub mod cli;
 pub mod config;
 pub mod dirlock;
 pub mod dpo;

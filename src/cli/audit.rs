@@ -1,14 +1,14 @@
-//! `mediflow audit`: the quality gate over existing rows (see `crate::audit`), and with
+//! `mediflow audit`: the quality gate over existing rows (see `mediflow::audit`), and with
 //! `--calibrate` the judge measured against labelled rows. This file only resolves the
 //! settings (a run config, or defaults plus a judge server) and prints the outcome.
 
 use super::run::{build_teacher, probe};
-use crate::audit::{self, gate::Gate, Options, Summary};
-use crate::config::{Overrides, RunConfig};
-use crate::error::{Error, Problem};
-use crate::quality::calibration::{Calibration, MEAN};
-use crate::quality::judge::DIMENSIONS;
 use clap::Args;
+use mediflow::audit::{self, gate::Gate, Options, Summary};
+use mediflow::config::{Overrides, RunConfig};
+use mediflow::error::{Error, Problem};
+use mediflow::quality::calibration::{Calibration, MEAN};
+use mediflow::quality::judge::DIMENSIONS;
 use std::path::PathBuf;
 
 #[derive(Args)]

@@ -1,19 +1,13 @@
-//! `mediflow bench teacher`: prompt and generation tokens/s of the embedded teacher, single
-//! stream and aggregate at several batch sizes, peak memory; and, in the same run when
-//! given `--llama-bench`, llama.cpp's `llama-bench` on the same GGUF and thread count
-//! (scripts/bench-teacher.sh builds it), with the ratios. `bench dedup`: bench_dedup.rs.
+//! `mediflow bench`: the flags of each benchmark, handed to `mediflow::bench`, which measures;
+//! the report is printed here (JSON with `--json`).
 
-use crate::error::Error;
-use crate::teacher::embedded::config::{EmbeddedConfig, Weights};
-use crate::teacher::embedded::engine::GenParams;
-use crate::teacher::embedded::sampler::SamplingParams;
-use crate::teacher::embedded::EmbeddedTeacher;
-use crate::teacher::Message;
+use super::ConfigArgs;
 use clap::{Args, Subcommand};
+use mediflow::bench::{self, Report};
+use mediflow::error::Error;
+use mediflow::teacher::embedded::config::Weights;
 use serde_json::json;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Instant;
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -26,11 +20,11 @@ pub enum BenchCmd {
     /// Benchmark the embedded teacher (and llama.cpp on the same file).
     Teacher(TeacherBench),
     /// Benchmark deduplication on synthetic records (and datasketch's results on them).
-    Dedup(super::bench_dedup::DedupBench),
+    Dedup(DedupBench),
     /// Adaptive concurrency vs a fixed-concurrency sweep against a teacher server.
-    Concurrency(super::bench_concurrency::ConcurrencyBench),
+    Concurrency(ConcurrencyBench),
     /// Records per second through the quality gate (no judge).
-    Gate(super::bench_gate::GateBench),
+    Gate(GateBench),
 }
 
 #[derive(Args)]
@@ -62,212 +56,152 @@ pub struct TeacherBench {
     pub json: bool,
 }
 
-fn params(max_tokens: usize, seed: u64) -> GenParams {
-    GenParams {
-        sampling: SamplingParams {
-            temperature: 0.8,
-            top_p: 0.95,
-            seed: Some(seed),
-            ..Default::default()
-        },
-        max_tokens,
-        ignore_eos: true,
-        ..Default::default()
-    }
+#[derive(Args)]
+pub struct DedupBench {
+    /// Records to generate.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub records: usize,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Fraction of records that are an earlier record with 1-3 words changed.
+    #[arg(long, default_value_t = 0.1)]
+    pub near_fraction: f64,
+    /// Fraction of records that are an earlier record in upper case (same normalised text).
+    #[arg(long, default_value_t = 0.02)]
+    pub exact_fraction: f64,
+    /// Write the records as JSONL (`{"id": .., "text": ..}`) for the reference.
+    #[arg(long)]
+    pub export: Option<PathBuf>,
+    /// Results of scripts/dedup_reference.py on the exported records, to compare with.
+    #[arg(long)]
+    pub reference_results: Option<PathBuf>,
 }
 
-/// llama-bench's JSON: one entry per test; `n_prompt` > 0 is prompt processing, `n_gen` > 0 generation.
-fn run_llama_bench(
-    bin: &PathBuf,
-    model: &std::path::Path,
-    a: &TeacherBench,
-) -> anyhow::Result<(f64, f64)> {
-    let out = std::process::Command::new(bin)
-        .args([
-            "-m",
-            &model.display().to_string(),
-            "-t",
-            &a.threads.to_string(),
-        ])
-        .args([
-            "-p",
-            &a.prompt_tokens.to_string(),
-            "-n",
-            &a.gen_tokens.to_string(),
-            "-r",
-            "3",
-            "-o",
-            "json",
-        ])
-        .output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "llama-bench failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-    let mut pp = 0.0;
-    let mut tg = 0.0;
-    for t in v.as_array().into_iter().flatten() {
-        let ts = t["avg_ts"].as_f64().unwrap_or(0.0);
-        if t["n_prompt"].as_u64().unwrap_or(0) > 0 {
-            pp = ts;
-        } else if t["n_gen"].as_u64().unwrap_or(0) > 0 {
-            tg = ts;
-        }
-    }
-    Ok((pp, tg))
+#[derive(Args)]
+pub struct ConcurrencyBench {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Fixed concurrency levels of the sweep, in the order run.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "1,2,4,8,16,32,64,128,256"
+    )]
+    pub levels: Vec<usize>,
+    /// Stop the sweep at the first level above the best so far whose rate is below this
+    /// fraction of the best (0: run every level).
+    #[arg(long, default_value_t = 0.75)]
+    pub stop_below: f64,
+    /// Run the best sweep level again after the adaptive run: the best point is the highest of
+    /// several noisy points, and the repeat shows the spread between two runs of a level.
+    #[arg(long)]
+    pub confirm: bool,
+    /// Run the sweep and the adaptive run this many times, in rounds (levels, adaptive;
+    /// levels, adaptive; ...), so that a machine whose speed drifts affects all alike. A
+    /// level's point and the adaptive figure are then the means of their runs, and each
+    /// round also compares its adaptive run with its own run of the best level. Where one
+    /// run of a level differs from the next by more than the margin sought (a flat curve
+    /// on a busy CPU), one sweep cannot tell the levels apart; the means of several can.
+    #[arg(long, default_value_t = 1)]
+    pub rounds: usize,
+    /// Scratch directory for the runs' outputs (default: a temporary directory, removed
+    /// afterwards).
+    #[arg(long)]
+    pub scratch: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
 }
 
-/// `filler` repeated until the prompt holds at least `tokens` tokens ("" for 0).
-fn text_of_tokens(teacher: &EmbeddedTeacher, filler: &str, tokens: usize) -> Result<String, Error> {
-    let mut text = String::new();
-    while tokens > 0 && teacher.prompt_ids(&[Message::user(text.clone())])?.len() < tokens {
-        text.push_str(filler);
+#[derive(Args)]
+pub struct GateBench {
+    /// JSONL files of records (task_type, input_data, output_format, instruction, input,
+    /// output); default: tests/fixtures/gate/tuning.jsonl and heldout.jsonl.
+    #[arg(long = "in")]
+    pub inputs: Vec<PathBuf>,
+    /// Records to run through the gate (the input rows, cycled).
+    #[arg(long, default_value_t = 100_000)]
+    pub records: usize,
+    #[arg(long, default_value = "taxonomy")]
+    pub taxonomy_dir: PathBuf,
+    #[arg(long, default_value = "schemas")]
+    pub schemas_dir: PathBuf,
+    /// Templates whose worked examples `example_copy` compares with.
+    #[arg(long, default_value = "templates")]
+    pub templates_dir: PathBuf,
+    /// Also time each filter alone (on the first 2,000 records, one thread).
+    #[arg(long)]
+    pub per_filter: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The report as pretty JSON with `--json`, else its lines.
+fn print(r: &Report, json: bool) {
+    if json {
+        super::print_json(&r.json);
+    } else {
+        print!("{}", r.text);
     }
-    Ok(text)
 }
 
 pub async fn exec(a: BenchArgs) -> Result<(), Error> {
-    let a = match a.cmd {
-        BenchCmd::Teacher(a) => a,
-        BenchCmd::Dedup(d) => return super::bench_dedup::exec(d),
-        BenchCmd::Concurrency(c) => return super::bench_concurrency::exec(c).await,
-        BenchCmd::Gate(g) => return super::bench_gate::exec(g),
-    };
-    let weights: Weights = serde_json::from_value(json!(a.weights)).map_err(|_| {
-        Error::Other(anyhow::anyhow!(
-            "--weights: expected auto, native, q8_0, f16 or f32"
-        ))
-    })?;
-    let cfg = EmbeddedConfig {
-        path: a.model_path.clone(),
-        weights,
-        threads: a.threads,
-        max_batch: a.batches.iter().copied().max().unwrap_or(16),
-        ..Default::default()
-    };
-    let teacher = Arc::new(
-        tokio::task::spawn_blocking(move || EmbeddedTeacher::load(&cfg))
-            .await
-            .map_err(anyhow::Error::from)??,
-    );
-    eprintln!("{}", teacher.describe());
-
-    // Prompt processing: a prompt of ~prompt_tokens tokens, one generated token.
-    let filler =
-        "The patient was admitted with community-acquired pneumonia and treated with antibiotics. ";
-    let long = vec![Message::user(text_of_tokens(
-        &teacher,
-        filler,
-        a.prompt_tokens,
-    )?)];
-    let n_prompt = teacher.prompt_ids(&long)?.len();
-    let mut pp_best: f64 = 0.0;
-    for i in 0..3 {
-        let t0 = Instant::now();
-        teacher.generate(&long, params(1, i)).await?;
-        pp_best = pp_best.max(n_prompt as f64 / t0.elapsed().as_secs_f64());
-    }
-
-    // Generation: `gen_tokens` each after a prompt of ~gen_context tokens; aggregate = all
-    // generated tokens / wall (prefill included).
-    let context = text_of_tokens(&teacher, filler, a.gen_context)?;
-    let short = |i: usize| {
-        vec![Message::user(format!(
-            "{context}Write a clinical progress note for patient number {i}."
-        ))]
-    };
-    let mut rows = Vec::new();
-    for &b in &a.batches {
-        let t0 = Instant::now();
-        let futs: Vec<_> = (0..b)
-            .map(|i| {
-                let t = teacher.clone();
-                let m = short(i);
-                let p = params(a.gen_tokens, i as u64);
-                tokio::spawn(async move { t.generate(&m, p).await })
+    match a.cmd {
+        BenchCmd::Teacher(a) => {
+            let weights: Weights = serde_json::from_value(json!(a.weights)).map_err(|_| {
+                Error::Other(anyhow::anyhow!(
+                    "--weights: expected auto, native, q8_0, f16 or f32"
+                ))
+            })?;
+            let r = bench::teacher::run(bench::teacher::TeacherOptions {
+                model_path: a.model_path,
+                weights,
+                threads: a.threads,
+                prompt_tokens: a.prompt_tokens,
+                gen_tokens: a.gen_tokens,
+                gen_context: a.gen_context,
+                batches: a.batches,
+                llama_bench: a.llama_bench,
             })
-            .collect();
-        let mut generated = 0;
-        let mut ttft_max = 0.0f64;
-        for f in futs {
-            let g = f.await.map_err(anyhow::Error::from)??;
-            generated += g.tokens.len();
-            ttft_max = ttft_max.max(g.time_to_first_token.as_secs_f64());
+            .await?;
+            print(&r, a.json);
         }
-        let wall = t0.elapsed().as_secs_f64();
-        // Single-stream decode speed excludes the prefill (time to first token).
-        let decode_tps = if b == 1 {
-            generated as f64 / (wall - ttft_max).max(1e-9)
-        } else {
-            generated as f64 / wall
-        };
-        rows.push((b, generated, wall, decode_tps));
-    }
-    let llama = match &a.llama_bench {
-        Some(bin) => Some(run_llama_bench(bin, teacher.model_path(), &a)?),
-        None => None,
-    };
-    let single = rows.iter().find(|r| r.0 == 1).map(|r| r.3);
-    let best_aggregate = rows.iter().map(|r| r.3).fold(0.0, f64::max);
-    let report = json!({
-        "model": teacher.describe(),
-        "threads": a.threads,
-        "gen_context": a.gen_context,
-        "load_secs": teacher.load_time().as_secs_f64(),
-        "prompt_tokens": n_prompt,
-        "prompt_tok_s": pp_best,
-        "generation": rows.iter().map(|(b, n, w, t)| json!({"batch": b, "generated": n, "wall_s": w, "tok_s": t})).collect::<Vec<_>>(),
-        "peak_rss_mb": super::peak_rss_mb(),
-        "llama_bench": llama.map(|(pp, tg)| json!({"prompt_tok_s": pp, "gen_tok_s": tg})),
-        "ratios": llama.map(|(pp, tg)| json!({
-            "prompt": pp_best / pp,
-            "single_stream_gen": single.map(|s| s / tg),
-            "best_aggregate_gen": best_aggregate / tg,
-        })),
-    });
-    if a.json {
-        super::print_json(&report);
-        return Ok(());
-    }
-    println!("embedded teacher: {}", teacher.describe());
-    println!(
-        "load {:.2}s, peak RSS {:.0} MB, {} threads",
-        teacher.load_time().as_secs_f64(),
-        super::peak_rss_mb(),
-        a.threads
-    );
-    println!("prompt processing ({n_prompt} tokens): {pp_best:.1} tok/s");
-    for (b, n, w, t) in &rows {
-        println!(
-            "generation batch {b:>2}: {n:>5} tokens in {w:>6.2}s = {t:>7.1} tok/s{}",
-            if *b == 1 {
-                " (decode only)"
-            } else {
-                " (aggregate)"
-            }
-        );
-    }
-    if let Some((pp, tg)) = llama {
-        println!("llama.cpp llama-bench (same file, {} threads): prompt {pp:.1} tok/s, generation {tg:.1} tok/s", a.threads);
-        println!("ratio prompt: {:.2}x", pp_best / pp);
-        if let Some(s) = single {
-            println!(
-                "ratio single-stream generation: {:.2}x (goal >= 0.8x: {})",
-                s / tg,
-                if s / tg >= 0.8 { "met" } else { "NOT met" }
-            );
+        // Always the table, then the report's JSON on one line.
+        BenchCmd::Dedup(a) => print(
+            &bench::dedup::run(bench::dedup::DedupOptions {
+                records: a.records,
+                seed: a.seed,
+                near_fraction: a.near_fraction,
+                exact_fraction: a.exact_fraction,
+                export: a.export,
+                reference_results: a.reference_results,
+            })?,
+            false,
+        ),
+        BenchCmd::Concurrency(a) => {
+            let r = bench::concurrency::run(bench::concurrency::ConcurrencyOptions {
+                overrides: a.config.overrides(),
+                config: a.config.config,
+                levels: a.levels,
+                stop_below: a.stop_below,
+                confirm: a.confirm,
+                rounds: a.rounds,
+                scratch: a.scratch,
+                progress: !a.json,
+            })
+            .await?;
+            print(&r, a.json);
         }
-        println!(
-            "ratio best aggregate generation: {:.2}x (goal >= 1.0x: {})",
-            best_aggregate / tg,
-            if best_aggregate / tg >= 1.0 {
-                "met"
-            } else {
-                "NOT met"
-            }
-        );
+        BenchCmd::Gate(a) => {
+            let r = bench::gate::run(bench::gate::GateOptions {
+                inputs: a.inputs,
+                records: a.records,
+                taxonomy_dir: a.taxonomy_dir,
+                schemas_dir: a.schemas_dir,
+                templates_dir: a.templates_dir,
+                per_filter: a.per_filter,
+            })?;
+            print(&r, a.json);
+        }
     }
     Ok(())
 }

@@ -3,15 +3,15 @@
 //! new run directory: survivors as records, duplicates as rejects of stage `dedup`.
 //! Holds every record's id and dedup text in memory, and one record at a time otherwise.
 
-use crate::config::EngineConfig;
-use crate::dirlock;
-use crate::engine::manifest;
-use crate::error::{Error, Problem};
-use crate::quality::dedup::{dedup_sorted, record_text, DedupConfig, Duplicate};
-use crate::record::{Record, Rejection};
-use crate::sink::{self, Sinks};
-use crate::util;
 use clap::Args;
+use mediflow::config::EngineConfig;
+use mediflow::dirlock;
+use mediflow::engine::manifest;
+use mediflow::error::{Error, Problem};
+use mediflow::quality::dedup::{dedup_sorted, record_text, DedupConfig, Duplicate};
+use mediflow::record::{Record, Rejection};
+use mediflow::sink::{self, Sinks};
+use mediflow::util;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -3,13 +3,13 @@
 
 use super::run::{build_teacher, probe};
 use super::ConfigArgs;
-use crate::check;
-use crate::config::TeacherKind;
-use crate::engine::dpo::{self as build, Options, Strategy, Student};
-use crate::engine::Shared;
-use crate::error::{Error, Problem};
-use crate::schemas;
 use clap::Args;
+use mediflow::check;
+use mediflow::config::TeacherKind;
+use mediflow::engine::dpo::{self as build, Options, Strategy, Student};
+use mediflow::engine::Shared;
+use mediflow::error::{Error, Problem};
+use mediflow::schemas;
 use std::path::PathBuf;
 use tokio::sync::Semaphore;
 
@@ -76,11 +76,14 @@ pub async fn exec(a: DpoArgs) -> Result<(), Error> {
         }
     }
     // The pair builders' templates must render before any teacher call.
-    let problems = crate::check::smoke_render(
+    let problems = mediflow::check::smoke_render(
         &l.tax,
         &l.schemas,
         &l.prompts,
-        &[crate::prompt::Stage::Judge, crate::prompt::Stage::Inject],
+        &[
+            mediflow::prompt::Stage::Judge,
+            mediflow::prompt::Stage::Inject,
+        ],
     );
     if !problems.is_empty() {
         return Err(Error::Input(problems));
@@ -122,7 +125,7 @@ pub async fn exec(a: DpoArgs) -> Result<(), Error> {
     };
     let out = a.out.clone().unwrap_or_else(|| {
         a.run
-            .join(crate::dpo::DPO_DIR)
+            .join(mediflow::dpo::DPO_DIR)
             .join(format!("{}.jsonl", strategy.name()))
     });
     let sh = Shared::new(l.cfg, l.tax, l.schemas, l.prompts, teacher)

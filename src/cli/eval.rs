@@ -1,10 +1,10 @@
-//! `mediflow eval`: score a model on task files (see crate::eval); `eval compare A B`;
+//! `mediflow eval`: score a model on task files (see mediflow::eval); `eval compare A B`;
 //! `eval export-lm-eval`.
 
-use crate::error::{Error, Problem};
-use crate::eval::{backend, compare, lm_eval, predictions, report, runner, task};
-use crate::teacher::retry::Backoff;
 use clap::{Args, Subcommand};
+use mediflow::error::{Error, Problem};
+use mediflow::eval::{backend, compare, lm_eval, predictions, report, runner, task};
+use mediflow::teacher::retry::Backoff;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,9 +1,9 @@
-//! `mediflow export RUN_DIR --format F`: a run as a training dataset (see crate::export).
+//! `mediflow export RUN_DIR --format F`: a run as a training dataset (see mediflow::export).
 
-use crate::error::{Error, Problem};
-use crate::export::splits::{parse_ratios, Decontaminate};
-use crate::export::{self, Format, Mix, Options};
 use clap::Args;
+use mediflow::error::{Error, Problem};
+use mediflow::export::splits::{parse_ratios, Decontaminate};
+use mediflow::export::{self, Format, Mix, Options};
 use std::path::PathBuf;
 
 #[derive(Args)]

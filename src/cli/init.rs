@@ -4,8 +4,8 @@
 //! enough. The file passes `mediflow check` as written, and still loads with every
 //! commented setting uncommented (tests/init.rs checks both).
 
-use crate::error::{Error, Problem};
 use clap::{Args, ValueEnum};
+use mediflow::error::{Error, Problem};
 use std::path::{Path, PathBuf};
 
 #[derive(Args)]

@@ -1,10 +1,10 @@
 //! `mediflow inspect DIR`: counts, a few sample rows, rejection reasons.
 
-use crate::engine::manifest;
-use crate::error::Error;
-use crate::record::{Record, Rejection};
-use crate::sink;
 use clap::Args;
+use mediflow::engine::manifest;
+use mediflow::error::Error;
+use mediflow::record::{Record, Rejection};
+use mediflow::sink;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -30,7 +30,7 @@ fn clip(s: &str, n: usize) -> String {
 
 pub fn exec(a: InspectArgs) -> Result<(), Error> {
     let m = manifest::read(&a.dir)?.ok_or_else(|| {
-        Error::Input(vec![crate::Problem::new(
+        Error::Input(vec![mediflow::Problem::new(
             &a.dir,
             "not a mediflow run directory (no manifest.json)",
         )])

@@ -2,10 +2,10 @@
 //! dataset in the run directory.
 
 use super::ConfigArgs;
-use crate::check;
-use crate::error::Error;
-use crate::merge;
 use clap::Args;
+use mediflow::check;
+use mediflow::error::Error;
+use mediflow::merge;
 use std::path::PathBuf;
 
 #[derive(Args)]

@@ -1,8 +1,8 @@
 //! `mediflow mock-teacher`: serve the mock OpenAI-compatible teacher until interrupted.
 
-use crate::error::Error;
-use crate::teacher::mock::{self, MockOptions};
 use clap::Args;
+use mediflow::error::Error;
+use mediflow::teacher::mock::{self, MockOptions};
 use std::io::Write;
 use std::time::Duration;
 

@@ -1,11 +1,9 @@
 //! Command-line interface: clap structs and dispatch. Each command lives in its own file
-//! and is a thin layer over the library.
+//! and is a thin layer over the library. Part of the binary (`src/main.rs` declares it),
+//! so it reaches the library as `mediflow::` and adds nothing to its public API.
 
 mod audit;
 mod bench;
-mod bench_concurrency;
-mod bench_dedup;
-mod bench_gate;
 mod dedup;
 mod dpo;
 mod eval;
@@ -19,8 +17,8 @@ mod plan;
 mod run;
 mod taxonomy;
 
-use crate::config::Overrides;
 use clap::{Args, Parser, Subcommand};
+use mediflow::config::Overrides;
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -156,13 +154,5 @@ pub fn print_json(v: &impl serde::Serialize) {
     println!("{}", serde_json::to_string_pretty(v).expect("serializable"));
 }
 
-/// Peak resident memory of this process so far in MB (getrusage's ru_maxrss: Linux's VmHWM).
-pub fn peak_rss_mb() -> f64 {
-    // SAFETY: getrusage only writes into the struct we pass.
-    let ru = unsafe {
-        let mut ru: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
-        ru
-    };
-    ru.ru_maxrss as f64 / 1024.0
-}
+/// Peak resident memory of this process so far in MB.
+pub use mediflow::bench::peak_rss_mb;

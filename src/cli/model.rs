@@ -1,9 +1,9 @@
 //! `mediflow model pull|list`: obtain the default embedded model into the cache, and show
 //! what is cached.
 
-use crate::error::Error;
-use crate::teacher::embedded::{config::default_cache_dir, pull};
 use clap::{Args, Subcommand};
+use mediflow::error::Error;
+use mediflow::teacher::embedded::{config::default_cache_dir, pull};
 use std::path::PathBuf;
 
 #[derive(Args)]

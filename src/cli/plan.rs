@@ -1,11 +1,11 @@
 //! `mediflow plan`: the stratified plan, its cells, and the estimated teacher work.
 
 use super::ConfigArgs;
-use crate::check::{self, Loaded};
-use crate::error::Error;
-use crate::plan::PlanItem;
-use crate::prompt::{self, Stage};
 use clap::Args;
+use mediflow::check::{self, Loaded};
+use mediflow::error::Error;
+use mediflow::plan::PlanItem;
+use mediflow::prompt::{self, Stage};
 use serde_json::json;
 
 #[derive(Args)]

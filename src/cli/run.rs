@@ -2,17 +2,17 @@
 //! then generation with progress and a final summary.
 
 use super::ConfigArgs;
-use crate::check;
-use crate::config::{TeacherConfig, TeacherKind};
-use crate::engine::{self, progress::Mode, RetryRejects, RunOptions, Shared, Summary};
-use crate::error::Error;
-use crate::shard::ShardSpec;
-use crate::teacher::embedded::EmbeddedTeacher;
-use crate::teacher::http::HttpTeacher;
-use crate::teacher::{mock, Teacher};
 use clap::Args;
+use mediflow::check;
+use mediflow::engine::{self, progress::Mode, RetryRejects, RunOptions, Shared, Summary};
+use mediflow::error::Error;
+use mediflow::shard::ShardSpec;
+use mediflow::teacher::mock;
 use std::path::PathBuf;
 use std::sync::Arc;
+
+/// Building and probing the teacher: the library's pre-flight, shared by the commands.
+pub(super) use mediflow::check::{build_teacher, probe};
 
 #[derive(Args)]
 pub struct CheckArgs {
@@ -53,25 +53,6 @@ pub struct RunArgs {
     /// bad_response), `all`, or `none`. The new outcome replaces the reject.
     #[arg(long, value_name = "WHICH", default_value = "transient")]
     pub retry_rejects: RetryRejects,
-}
-
-pub(super) async fn build_teacher(t: &TeacherConfig) -> Result<Arc<dyn Teacher>, Error> {
-    match t.kind {
-        // Loading reads the model (and may pull it): off the async runtime's threads.
-        TeacherKind::Embedded => {
-            let cfg = t.embedded.clone();
-            let teacher = tokio::task::spawn_blocking(move || EmbeddedTeacher::load(&cfg))
-                .await
-                .map_err(anyhow::Error::from)?
-                .map_err(|e| Error::TeacherUnavailable(format!("{e:#}")))?;
-            Ok(Arc::new(teacher))
-        }
-        TeacherKind::Openai => Ok(Arc::new(HttpTeacher::new(t).map_err(Error::Other)?)),
-    }
-}
-
-pub(super) async fn probe(teacher: &dyn Teacher) -> Result<String, Error> {
-    teacher.probe().await.map_err(Error::TeacherUnavailable)
 }
 
 pub async fn check(a: CheckArgs) -> Result<(), Error> {
@@ -211,7 +192,7 @@ fn print_summary(s: &Summary) {
         println!(
             "rejected: {} transient (the server failed: {}; `run` again retries them), {} content (the teacher's output was not kept)",
             s.rejected_transient,
-            crate::teacher::TRANSIENT_REASONS.join(", "),
+            mediflow::teacher::TRANSIENT_REASONS.join(", "),
             s.rejected_content
         );
     }

@@ -1,7 +1,7 @@
 //! `mediflow taxonomy`: counts per family, tasks per document, cells.
 
-use crate::error::Error;
 use clap::Args;
+use mediflow::error::Error;
 use std::path::PathBuf;
 
 #[derive(Args)]
@@ -14,7 +14,7 @@ pub struct TaxonomyArgs {
 }
 
 pub fn exec(a: TaxonomyArgs) -> Result<(), Error> {
-    let tax = crate::taxonomy::load(&a.dir).map_err(Error::Input)?;
+    let tax = mediflow::taxonomy::load(&a.dir).map_err(Error::Input)?;
     let s = tax.summary();
     if a.json {
         super::print_json(&s);

@@ -2,37 +2,31 @@
 //! (every heuristic and grounding filter), on all cores and on one, over N records cycled
 //! from labelled JSONL rows (default: the hand-labelled set in tests/fixtures/gate/).
 
+use super::{outln, Report};
 use crate::error::{Error, Problem};
 use crate::quality::filters::{self, FilterCtx, FiltersConfig};
 use crate::record::Record;
 use crate::schemas::Schemas;
-use clap::Args;
 use rayon::prelude::*;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-#[derive(Args)]
-pub struct GateBench {
-    /// JSONL files of records (task_type, input_data, output_format, instruction, input,
-    /// output); default: tests/fixtures/gate/tuning.jsonl and heldout.jsonl.
-    #[arg(long = "in")]
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct GateOptions {
+    /// JSONL or Parquet files of records (task_type, input_data, output_format,
+    /// instruction, input, output); empty: tests/fixtures/gate/tuning.jsonl and
+    /// heldout.jsonl.
     pub inputs: Vec<PathBuf>,
     /// Records to run through the gate (the input rows, cycled).
-    #[arg(long, default_value_t = 100_000)]
     pub records: usize,
-    #[arg(long, default_value = "taxonomy")]
     pub taxonomy_dir: PathBuf,
-    #[arg(long, default_value = "schemas")]
     pub schemas_dir: PathBuf,
     /// Templates whose worked examples `example_copy` compares with.
-    #[arg(long, default_value = "templates")]
     pub templates_dir: PathBuf,
     /// Also time each filter alone (on the first 2,000 records, one thread).
-    #[arg(long)]
     pub per_filter: bool,
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// CPU seconds this process has used (user + system), so the figure can be read on a
@@ -45,7 +39,7 @@ fn cpu_secs() -> f64 {
     t(u.ru_utime) + t(u.ru_stime)
 }
 
-pub fn exec(a: GateBench) -> Result<(), Error> {
+pub fn run(a: GateOptions) -> Result<Report, Error> {
     let tax = crate::taxonomy::load(&a.taxonomy_dir).map_err(Error::Input)?;
     let schemas = Schemas::load(&a.schemas_dir, &tax).map_err(Error::Input)?;
     let inputs = if a.inputs.is_empty() {
@@ -128,7 +122,7 @@ pub fn exec(a: GateBench) -> Result<(), Error> {
             per_filter.insert(format!("{n}_us"), json!((us * 10.0).round() / 10.0));
         }
     }
-    let report = json!({
+    let json = json!({
         "records": records.len(),
         "distinct_rows": rows.len(),
         "threads": threads,
@@ -139,21 +133,19 @@ pub fn exec(a: GateBench) -> Result<(), Error> {
         "goal_records_per_s": 20_000,
         "per_filter_us_per_record": per_filter,
     });
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&report).expect("json"));
-    } else {
-        println!(
-            "gate without a judge: {} records ({} distinct rows) in {:.2} s on {threads} threads = {:.0} records/s (goal 20,000); {:.0} records per CPU-second (the wall figure on an idle machine is about this times the cores); one thread: {:.0} records/s; kept {kept_all}",
-            records.len(),
-            rows.len(),
-            all_secs,
-            records.len() as f64 / all_secs,
-            records.len() as f64 / all_cpu,
-            one as f64 / one_secs,
-        );
-        for (k, v) in &per_filter {
-            println!("  {k:<22} {v} us/record");
-        }
+    let mut out = String::new();
+    outln!(
+        out,
+        "gate without a judge: {} records ({} distinct rows) in {:.2} s on {threads} threads = {:.0} records/s (goal 20,000); {:.0} records per CPU-second (the wall figure on an idle machine is about this times the cores); one thread: {:.0} records/s; kept {kept_all}",
+        records.len(),
+        rows.len(),
+        all_secs,
+        records.len() as f64 / all_secs,
+        records.len() as f64 / all_cpu,
+        one as f64 / one_secs,
+    );
+    for (k, v) in &per_filter {
+        outln!(out, "  {k:<22} {v} us/record");
     }
-    Ok(())
+    Ok(Report { json, text: out })
 }

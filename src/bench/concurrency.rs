@@ -36,52 +36,40 @@
 //! the best sweep point (and of the repeat). `scripts/bench-llama-server.sh` runs it
 //! against llama.cpp's `llama-server`.
 
-use super::run::{build_teacher, probe};
-use super::ConfigArgs;
-use crate::check;
+use super::{outln, Report};
+use crate::check::{self, build_teacher, probe};
+use crate::config::Overrides;
 use crate::engine::{self, progress::Mode, RunOptions, Shared};
 use crate::error::{Error, Problem};
 use crate::teacher::signals;
-use clap::Args;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-#[derive(Args)]
-pub struct ConcurrencyBench {
-    #[command(flatten)]
-    pub config: ConfigArgs,
+/// What to run: the command's flags.
+#[derive(Debug, Clone)]
+pub struct ConcurrencyOptions {
+    /// The run configuration (TOML).
+    pub config: PathBuf,
+    /// The command line's overrides of it: `items` is the job's size (None: 4 x the
+    /// highest level); `concurrency` is set by the bench for each run.
+    pub overrides: Overrides,
     /// Fixed concurrency levels of the sweep, in the order run.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "1,2,4,8,16,32,64,128,256"
-    )]
     pub levels: Vec<usize>,
     /// Stop the sweep at the first level above the best so far whose rate is below this
     /// fraction of the best (0: run every level).
-    #[arg(long, default_value_t = 0.75)]
     pub stop_below: f64,
-    /// Run the best sweep level again after the adaptive run: the best point is the highest of
-    /// several noisy points, and the repeat shows the spread between two runs of a level.
-    #[arg(long)]
+    /// Run the best sweep level again after the adaptive runs.
     pub confirm: bool,
-    /// Run the sweep and the adaptive run this many times, in rounds (levels, adaptive;
-    /// levels, adaptive; ...), so that a machine whose speed drifts affects all alike. A
-    /// level's point and the adaptive figure are then the means of their runs, and each
-    /// round also compares its adaptive run with its own run of the best level. Where one
-    /// run of a level differs from the next by more than the margin sought (a flat curve
-    /// on a busy CPU), one sweep cannot tell the levels apart; the means of several can.
-    #[arg(long, default_value_t = 1)]
+    /// Run the sweep and the adaptive run this many times, in rounds.
     pub rounds: usize,
-    /// Scratch directory for the runs' outputs (default: a temporary directory, removed
+    /// Scratch directory for the runs' outputs (None: a temporary directory, removed
     /// afterwards).
-    #[arg(long)]
     pub scratch: Option<PathBuf>,
-    #[arg(long)]
-    pub json: bool,
+    /// Show the adaptive run's progress lines on stderr (with one round only).
+    pub progress: bool,
 }
 
 /// One sample of a run, taken every second.
@@ -231,15 +219,15 @@ async fn server_counts(client: &reqwest::Client, roots: &[String]) -> (Option<f6
 /// One run of the job (the plan's first `items` items), at `fixed` concurrency or
 /// adaptive (`None`), sampled every second and measured from its start to its end.
 async fn run_for(
-    a: &ConcurrencyBench,
+    a: &ConcurrencyOptions,
     fixed: Option<usize>,
     out: PathBuf,
     mode: Mode,
     items: u64,
 ) -> Result<Figures, Error> {
-    let mut ov = a.config.overrides();
+    let mut ov = a.overrides.clone();
     ov.concurrency = fixed;
-    let l = check::load(&a.config.config, &ov)?;
+    let l = check::load(&a.config, &ov)?;
     let urls = l.cfg.teacher.base_urls.clone();
     let roots: Vec<String> = urls.iter().map(|u| server_root(u)).collect();
     let slots_erased_before = reset_server(&urls).await;
@@ -284,7 +272,7 @@ async fn run_for(
     let done = samples.last().map_or(0, |s| s.done);
     if done < items {
         let why = format!("the plan ran out after {done} items: the bench needs {items}");
-        return Err(Error::Input(vec![Problem::new(&a.config.config, why)]));
+        return Err(Error::Input(vec![Problem::new(&a.config, why)]));
     }
     let mut f = Figures::from_samples(&samples).expect("a run of at least a second");
     f.prompt_tokens = c.prompt_tokens.load(Ordering::Relaxed);
@@ -374,14 +362,15 @@ async fn wait_idle(urls: &[String]) {
     }
 }
 
-pub async fn exec(a: ConcurrencyBench) -> Result<(), Error> {
+/// The sweep, the adaptive runs and the repeat; each run's figures go to stderr as it ends.
+pub async fn run(a: ConcurrencyOptions) -> Result<Report, Error> {
     let own_scratch =
         std::env::temp_dir().join(format!("mediflow-bench-concurrency-{}", std::process::id()));
     let scratch = a.scratch.clone().unwrap_or_else(|| own_scratch.clone());
     // Every run (each sweep point, the repeat, the adaptive run) is the same job: the
     // plan of `--items` items (the shared override of `items`), or else the config's
     // plan cut to 4 x the highest level.
-    let items = a.config.items.map_or_else(
+    let items = a.overrides.items.map_or_else(
         || 4 * a.levels.iter().copied().max().unwrap_or(1) as u64,
         |n| n as u64,
     );
@@ -423,7 +412,7 @@ pub async fn exec(a: ConcurrencyBench) -> Result<(), Error> {
         }
         levels.truncate(ran);
         // The adaptive run: the config's own settings, no concurrency given.
-        let mode = if a.json || rounds > 1 {
+        let mode = if !a.progress || rounds > 1 {
             Mode::Quiet
         } else {
             Mode::Lines
@@ -516,11 +505,9 @@ pub async fn exec(a: ConcurrencyBench) -> Result<(), Error> {
             }).collect::<Vec<_>>(),
         },
     });
-    if a.json {
-        super::print_json(&report);
-        return Ok(());
-    }
-    println!(
+    let mut out = String::new();
+    outln!(
+        out,
         "best fixed concurrency: {best_level} in flight, {best_tps:.1} tokens/s{}",
         of_runs(best.runs)
     );
@@ -533,7 +520,8 @@ pub async fn exec(a: ConcurrencyBench) -> Result<(), Error> {
             .iter()
             .map(|e| format!("{} (limit at the end {})", e["base_url"], e["limit"]))
             .collect();
-        println!(
+        outln!(
+        out,
             "{}adaptive ({} items, {} calls in {:.0}s; {}): {:.1} tokens/s = {:.1}% of that round's run of {best_level} in flight",
             tag(round, rounds),
             f.items_done,
@@ -544,19 +532,24 @@ pub async fn exec(a: ConcurrencyBench) -> Result<(), Error> {
             100.0 * per_round[round]
         );
     }
-    println!(
+    outln!(
+        out,
         "adaptive: {adaptive_tps:.1} tokens/s{} = {:.1}% of the best sweep point",
         of_runs(rounds),
         100.0 * fraction
     );
     if let (Some(c), Some(r)) = (&confirmed, of_confirmed) {
-        println!(
+        outln!(
+            out,
             "best level again: {:.1} tokens/s; adaptive = {:.1}% of it",
             c.tokens_per_sec(),
             100.0 * r
         );
     }
-    Ok(())
+    Ok(Report {
+        json: report,
+        text: out,
+    })
 }
 
 /// One fixed-concurrency run of the sweep.
@@ -610,9 +603,13 @@ fn best_point(points: &[Point]) -> &Point {
         .expect("at least one level")
 }
 
+/// The mean of `xs` (0 for none: a figure that was not measured prints as 0).
 fn mean(xs: impl Iterator<Item = f64>) -> f64 {
-    let (sum, n) = xs.fold((0.0, 0), |(s, n), x| (s + x, n + 1));
-    sum / n.max(1) as f64
+    let xs: Vec<f64> = xs.collect();
+    match xs.is_empty() {
+        true => 0.0,
+        false => crate::text::mean(&xs),
+    }
 }
 
 /// "round 2/3: " before a run's line when there are several rounds.

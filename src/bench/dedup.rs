@@ -1,13 +1,13 @@
 //! `mediflow bench dedup`: generates N synthetic clinical texts (seeded) with planted near
 //! and exact duplicates, runs the streaming deduplicator over them in id order (one thread,
 //! as in the engine) and reports time, memory, duplicates found and recall of the planted
-//! ones. `--export` writes the records for scripts/dedup_reference.py (datasketch);
-//! `--reference-results` reads its results and compares (scripts/bench-dedup.sh does both).
+//! ones. It can write the records for scripts/dedup_reference.py (datasketch) and read
+//! that script's results to compare (scripts/bench-dedup.sh does both).
 
+use super::{outln, peak_rss_mb, Report};
 use crate::error::Error;
 use crate::quality::dedup::{for_each_shingle, normalize, Dedup, DedupConfig};
 use anyhow::Context;
-use clap::Args;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -17,24 +17,19 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
-#[derive(Args)]
-pub struct DedupBench {
+/// What to generate and compare with.
+#[derive(Debug, Clone)]
+pub struct DedupOptions {
     /// Records to generate.
-    #[arg(long, default_value_t = 1_000_000)]
     pub records: usize,
-    #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Fraction of records that are an earlier record with 1-3 words changed.
-    #[arg(long, default_value_t = 0.1)]
     pub near_fraction: f64,
     /// Fraction of records that are an earlier record in upper case (same normalised text).
-    #[arg(long, default_value_t = 0.02)]
     pub exact_fraction: f64,
     /// Write the records as JSONL (`{"id": .., "text": ..}`) for the reference.
-    #[arg(long)]
     pub export: Option<PathBuf>,
     /// Results of scripts/dedup_reference.py on the exported records, to compare with.
-    #[arg(long)]
     pub reference_results: Option<PathBuf>,
 }
 
@@ -165,7 +160,7 @@ struct Planted {
 }
 
 /// `a.records` records `(id, text)` in id order, and the planted duplicates by index.
-fn generate(a: &DedupBench) -> (Vec<(String, String)>, HashMap<usize, Planted>) {
+fn generate(a: &DedupOptions) -> (Vec<(String, String)>, HashMap<usize, Planted>) {
     let mut rng = ChaCha8Rng::seed_from_u64(a.seed);
     let mut items: Vec<(String, String)> = Vec::with_capacity(a.records);
     let mut originals: Vec<usize> = Vec::new();
@@ -236,7 +231,9 @@ fn recall(
     hit as f64 / sel.len().max(1) as f64
 }
 
-pub fn exec(a: DedupBench) -> Result<(), Error> {
+/// Generate, deduplicate and compare. The text of the report ends with its JSON on one
+/// line (the command prints both).
+pub fn run(a: DedupOptions) -> Result<Report, Error> {
     let cfg = DedupConfig::default();
     let (bands, rows) = cfg.lsh_params();
     let t0 = Instant::now();
@@ -260,7 +257,7 @@ pub fn exec(a: DedupBench) -> Result<(), Error> {
         w.flush().map_err(|e| Error::io("writing the export", e))?;
     }
 
-    let rss_before = super::peak_rss_mb();
+    let rss_before = peak_rss_mb();
     let t0 = Instant::now();
     let mut d = Dedup::new(&cfg);
     let mut exact = 0;
@@ -272,7 +269,7 @@ pub fn exec(a: DedupBench) -> Result<(), Error> {
         }
     }
     let secs = t0.elapsed().as_secs_f64();
-    let peak = super::peak_rss_mb();
+    let peak = peak_rss_mb();
     let bytes_per_kept = d.index_bytes() as f64 / d.kept().max(1) as f64;
 
     // Planted near duplicates whose true Jaccard reaches the threshold.
@@ -363,21 +360,25 @@ pub fn exec(a: DedupBench) -> Result<(), Error> {
         });
     }
 
+    let mut out = String::new();
     let reference = report
         .get("reference")
         .map(|r| r["tool"].as_str().unwrap_or("reference").to_string());
-    println!(
+    outln!(
+        out,
         "dedup bench: {n} records, num_perm {}, {bands} bands x {rows} rows, threshold {}, {}-word shingles",
         cfg.num_perm, cfg.threshold, cfg.shingle_words
     );
-    println!(
+    outln!(
+        out,
         "{:<32} {:>14} {:>14}",
         "",
         "mediflow",
         reference.as_deref().unwrap_or("")
     );
     for (name, ours, theirs) in &rows_out {
-        println!(
+        outln!(
+            out,
             "{name:<32} {ours:>14} {:>14}",
             theirs.as_deref().unwrap_or("")
         );
@@ -395,14 +396,22 @@ pub fn exec(a: DedupBench) -> Result<(), Error> {
                 .as_f64()
                 .map_or(String::new(), |x| format!("{x:.4}"))
         };
-        println!("{name:<32} {:>14} {:>14}", f("mediflow"), f("reference"));
+        outln!(
+            out,
+            "{name:<32} {:>14} {:>14}",
+            f("mediflow"),
+            f("reference")
+        );
     }
-    println!(
+    outln!(
+        out,
         "{:<32} {:>14.0}",
-        "index bytes per kept record", bytes_per_kept
+        "index bytes per kept record",
+        bytes_per_kept
     );
     if let Some(c) = report.get("comparison") {
-        println!(
+        outln!(
+        out,
             "time ratio reference/ours {:.1}x; duplicate-id sets: Jaccard {:.4}, only ours {}, only reference {}",
             c["time_ratio_reference_over_ours"].as_f64().unwrap_or(f64::NAN),
             c["duplicate_ids_jaccard"].as_f64().unwrap_or(f64::NAN),
@@ -410,6 +419,9 @@ pub fn exec(a: DedupBench) -> Result<(), Error> {
             c["only_reference"]
         );
     }
-    println!("{report}");
-    Ok(())
+    outln!(out, "{report}");
+    Ok(Report {
+        json: report,
+        text: out,
+    })
 }
