@@ -6,6 +6,7 @@ pub mod adaptive;
 pub mod embedded;
 pub mod endpoints;
 pub mod http;
+#[cfg(feature = "mock")]
 pub mod mock;
 pub mod retry;
 pub mod signals;
