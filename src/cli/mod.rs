@@ -11,6 +11,7 @@ mod export;
 mod init;
 mod inspect;
 mod merge;
+#[cfg(feature = "mock")]
 mod mock;
 mod model;
 mod plan;
@@ -47,6 +48,7 @@ enum Cmd {
     /// Combine the shards of a sharded run (`run --shard I/N`) into one dataset.
     Merge(merge::MergeArgs),
     /// Serve the mock OpenAI-compatible teacher (for tests, benchmarks and demos).
+    #[cfg(feature = "mock")]
     MockTeacher(mock::MockArgs),
     /// Show counts, sample rows and rejection reasons of a run directory.
     Inspect(inspect::InspectArgs),
@@ -129,6 +131,7 @@ pub fn main() -> i32 {
             Cmd::Plan(a) => plan::exec(a),
             Cmd::Run(a) => run::exec(a).await,
             Cmd::Merge(a) => merge::exec(a),
+            #[cfg(feature = "mock")]
             Cmd::MockTeacher(a) => mock::exec(a).await,
             Cmd::Inspect(a) => inspect::exec(a),
             Cmd::Audit(a) => audit::exec(a).await,

@@ -7,6 +7,7 @@ use mediflow::check;
 use mediflow::engine::{self, progress::Mode, RetryRejects, RunOptions, Shared, Summary};
 use mediflow::error::Error;
 use mediflow::shard::ShardSpec;
+#[cfg(feature = "mock")]
 use mediflow::teacher::mock;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -46,6 +47,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub json: bool,
     /// Start the built-in mock teacher on 127.0.0.1 and use it (a demo without a model).
+    #[cfg(feature = "mock")]
     #[arg(long)]
     pub with_mock_teacher: bool,
     /// Which rejects an earlier attempt of this run left to try again: `transient` (the
@@ -89,8 +91,10 @@ pub async fn check(a: CheckArgs) -> Result<(), Error> {
 }
 
 pub async fn exec(a: RunArgs) -> Result<(), Error> {
+    #[allow(unused_mut)]
     let mut ov = a.config.overrides();
     // The demo mock is started before loading so its URL replaces the configured ones.
+    #[cfg(feature = "mock")]
     let _mock = if a.with_mock_teacher {
         let server = mock::start(([127, 0, 0, 1], 0).into(), mock::MockOptions::default())
             .await

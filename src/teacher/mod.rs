@@ -7,6 +7,7 @@ pub mod config;
 pub mod embedded;
 pub mod endpoints;
 pub mod http;
+#[cfg(feature = "mock")]
 pub mod mock;
 pub mod retry;
 

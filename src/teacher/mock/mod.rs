@@ -2,6 +2,10 @@
 //! and demos. It answers deterministically and plausibly per stage (schema-valid JSON for
 //! `json` answers: `answers`), and can add latency, cap its concurrency, and inject
 //! faults (`faults`: the transient ones a flaky server or proxy produces).
+//!
+//! Behind the `mock` cargo feature, on by default (`mediflow mock-teacher`, `run
+//! --with-mock-teacher`, the integration tests and `benches/` use it); a build with
+//! `--no-default-features` leaves it, and axum, out. Not part of the stable API.
 
 mod answers;
 mod faults;
