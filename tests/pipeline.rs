@@ -422,11 +422,6 @@ fn items_on_the_command_line_override_the_config() {
     assert!(stderr(&o).contains("items"), "{}", stderr(&o));
 }
 
-/// The reasons `teacher::TRANSIENT_REASONS` lists: the server failed.
-fn transient(reason: &str) -> bool {
-    mediflow::teacher::is_transient(reason)
-}
-
 #[test]
 fn rate_limits_and_503s_wait_without_using_up_attempts() {
     let tmp = tempfile::tempdir().unwrap();
@@ -547,7 +542,7 @@ fn a_flaky_server_and_a_30s_outage_lose_no_items_and_a_killed_run_resumes_exactl
     let lost = || -> Vec<String> {
         rejects(&out)
             .iter()
-            .filter(|j| transient(&j.reason))
+            .filter(|j| mediflow::teacher::is_transient(&j.reason))
             .map(|j| format!("{} at {}: {}", j.reason, j.stage, j.detail))
             .collect()
     };
@@ -599,7 +594,9 @@ fn run_again_retries_transient_rejects_in_place_and_keeps_content_ones() {
     let planned = planned_ids(&cfg, None);
     assert_exactly_once(&out, &planned);
     let before = rejects(&out);
-    let (t, c): (Vec<_>, Vec<_>) = before.iter().partition(|j| transient(&j.reason));
+    let (t, c): (Vec<_>, Vec<_>) = before
+        .iter()
+        .partition(|j| mediflow::teacher::is_transient(&j.reason));
     assert!(!t.is_empty() && !c.is_empty(), "{before:?}");
     assert!(c.iter().all(|j| j.reason == "schema_invalid"));
     let stats = json_file(&out, "stats.json");

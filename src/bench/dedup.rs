@@ -6,7 +6,8 @@
 
 use super::{outln, peak_rss_mb, Report};
 use crate::error::Error;
-use crate::quality::dedup::{for_each_shingle, normalize, Dedup, DedupConfig};
+use crate::quality::dedup::{for_each_shingle, Dedup, DedupConfig};
+use crate::text::normalize;
 use anyhow::Context;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};

@@ -2,7 +2,7 @@
 //! difference of two means, paired (items resampled together) where both sides scored the
 //! same items, unpaired (each side resampled on its own) otherwise.
 
-pub use crate::text::mean;
+use crate::text::mean;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};

@@ -175,7 +175,7 @@ pub fn build(
     Results {
         model,
         bootstrap: boot,
-        macro_average: (!heads.is_empty()).then(|| bootstrap::mean(&heads)),
+        macro_average: (!heads.is_empty()).then(|| crate::text::mean(&heads)),
         tasks: out,
         unscored,
     }

@@ -21,7 +21,7 @@
 //! records (the tables had just doubled), peak RSS +401 MB.
 
 use crate::record::Record;
-pub use crate::text::normalize;
+use crate::text::normalize;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;

@@ -304,7 +304,7 @@ fn repeated_items(v: &Value) -> Option<String> {
             let mut seen = FxHashSet::default();
             for x in a {
                 let key = match x {
-                    Value::String(s) => super::vocab::loose(s),
+                    Value::String(s) => crate::text::normalize(s),
                     other => other.to_string(),
                 };
                 if !key.is_empty() && !seen.insert(key) {

@@ -17,9 +17,8 @@ pub use lexicon::STOPWORDS;
 use lexicon::{EXTRA_CLINICAL, GENERIC_WORDS};
 use terms::{EXPANSIONS, MEDICAL_AFFIXES};
 
-/// The words of a text and its normal form are `crate::text`'s; the gate calls the normal
-/// form `loose` (quotes, commas and dashes differ in copies).
-pub use crate::text::{normalize as loose, words, Word};
+/// The words of a text are `crate::text`'s.
+pub use crate::text::{words, Word};
 
 /// `needle` occurs in `hay` not inside a longer word.
 pub fn contains_word(hay: &str, needle: &str) -> bool {
@@ -195,10 +194,6 @@ impl Vocab {
         w.len() >= 4 && self.class(w).specific()
     }
 
-    pub fn is_medical(&self, w: &str) -> bool {
-        self.class(w).medical()
-    }
-
     pub fn is_term(&self, w: &str) -> bool {
         self.class(w).term()
     }
@@ -271,7 +266,10 @@ mod tests {
             words("SpO2 95% on 2L, x3d."),
             ["spo2", "95", "on", "2l", "x3d"]
         );
-        assert_eq!(loose("\"Chest pain\" — resolved."), "chest pain resolved");
+        assert_eq!(
+            crate::text::normalize("\"Chest pain\" — resolved."),
+            "chest pain resolved"
+        );
         // Letters of any script are word characters; other characters split.
         assert_eq!(
             words("Café ÜBER—naïve 5µg"),

@@ -74,7 +74,7 @@ fn phi_in(text: &str) -> Vec<(&'static str, String)> {
 /// The first item of a plain-text PHI list ("Frank Miller - name", "date: 03/12/2024")
 /// that the document does not contain (case and spacing aside).
 fn listed_not_in<'a>(answer: &'a str, doc: &str) -> Option<&'a str> {
-    let doc = crate::quality::vocab::loose(doc);
+    let doc = crate::text::normalize(doc);
     answer.lines().find_map(|line| {
         let line = line.trim().trim_start_matches(['-', '*', '•']).trim();
         let line = LIST_NUMBER.replace(line, "");
@@ -88,7 +88,7 @@ fn listed_not_in<'a>(answer: &'a str, doc: &str) -> Option<&'a str> {
         let item = item
             .trim()
             .trim_matches(|c: char| c == '"' || c == '\'' || c == '.');
-        let words = crate::quality::vocab::loose(item);
+        let words = crate::text::normalize(item);
         let known = words.is_empty() || format!(" {doc} ").contains(&format!(" {words} "));
         (!known).then(|| {
             let start = answer.find(item).unwrap_or(0);

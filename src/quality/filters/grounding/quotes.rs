@@ -33,7 +33,8 @@ fn copied(schema: &Value) -> Copied {
 }
 
 pub(super) fn check(p: &Prepared, answer: &Value, schema: &Value) -> Verdict {
-    let doc_loose = vocab::loose(&p.rec.input);
+    // The document's words, joined: its normal form (`text::normalize`), computed once.
+    let doc_loose = p.doc_words.join(" ");
     let mut found = None;
     walk(p, &doc_loose, answer, schema, Copied::No, "", &mut found);
     match found {
@@ -125,7 +126,7 @@ fn not_copied(p: &Prepared, doc_loose: &str, s: &str, mode: Copied) -> Option<&'
             let pieces: Vec<String> = s
                 .split("...")
                 .flat_map(|x| x.split('…'))
-                .map(vocab::loose)
+                .map(crate::text::normalize)
                 .filter(|x| !x.is_empty())
                 .collect();
             let ok =
