@@ -21,6 +21,7 @@ pub mod prompt;
 pub mod quality;
 pub mod record;
 pub mod review;
+pub mod review_app;
 pub mod schemas;
 pub mod shard;
 pub mod sink;

@@ -15,6 +15,7 @@ mod merge;
 mod mock;
 mod model;
 mod plan;
+mod review;
 mod run;
 mod taxonomy;
 
@@ -59,6 +60,9 @@ enum Cmd {
     Dpo(dpo::DpoArgs),
     /// Drop exact and near duplicates from a run's records into a new run directory.
     Dedup(dedup::DedupArgs),
+    /// Review a run's records in the browser (physician review; decisions go to
+    /// `review/decisions.jsonl` and `export` applies them).
+    Review(review::ReviewArgs),
     /// Export a run as a training dataset (SFT or DPO; Parquet + JSONL + dataset card).
     Export(export::ExportArgs),
     /// Score a model on held-out and benchmark tasks (`eval compare`, `eval export-lm-eval`).
@@ -137,6 +141,7 @@ pub fn main() -> i32 {
             Cmd::Audit(a) => audit::exec(a).await,
             Cmd::Dedup(a) => dedup::exec(a),
             Cmd::Dpo(a) => dpo::exec(a).await,
+            Cmd::Review(a) => review::exec(a).await,
             Cmd::Export(a) => export::exec(a),
             Cmd::Eval(a) => eval::exec(a).await,
             Cmd::Model(a) => model::exec(a),
