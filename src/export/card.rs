@@ -96,6 +96,8 @@ pub struct CardInput<'a> {
     pub manifest: Option<&'a Value>,
     /// Export settings and counts (split ratios, seed, decontamination, mixing), as JSON.
     pub export: &'a Value,
+    /// The reviewers' decisions applied (`None`: no review journal).
+    pub review: Option<&'a super::reviewed::Counts>,
 }
 
 /// One split as written: its Parquet files (relative to the export root), rows and bytes.
@@ -185,6 +187,16 @@ pub fn render(c: &CardInput<'_>) -> Result<String> {
             let _ = writeln!(s, "| {} | {} | {} |", j.label, j.judged, m.join(", "));
         }
         s.push('\n');
+    }
+    if let Some(r) = c.review {
+        let _ = writeln!(
+            s,
+            "## Physician review\n\n{} reviewer(s) decided on {} of the run's records \
+             (`review/decisions.jsonl`; any reviewer's reject drops a record, else the most \
+             recent edit applies):\n\n| decision | records |\n|---|---|\n| reviewed | {} |\n\
+             | accepted | {} |\n| edited | {} |\n| rejected (dropped) | {} |\n",
+            r.reviewers, r.reviewed, r.reviewed, r.accepted, r.edited, r.rejected
+        );
     }
     s.push_str("## Generation settings\n\n");
     match c.manifest {

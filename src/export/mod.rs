@@ -2,10 +2,12 @@
 //! Hugging Face datasets layout: stratified, decontaminated train / validation / test
 //! splits as Parquet (`data/`) with JSONL twins (`jsonl/`) and a dataset card
 //! (`README.md`); optionally general-domain rows mixed into train and a chat-template
-//! check of the SFT examples.
+//! check of the SFT examples. The reviewers' decisions, where there are any, are applied
+//! first (`reviewed`).
 
 pub mod card;
 pub mod dpo;
+pub mod reviewed;
 pub mod sft;
 pub mod splits;
 pub mod template_check;
@@ -80,6 +82,9 @@ pub struct Summary {
     pub decontamination: splits::DeconReport,
     pub mix: Option<sft::MixReport>,
     pub template_check: Option<template_check::Report>,
+    /// The reviewers' decisions applied (absent: the run has no review journal).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub review: Option<reviewed::Counts>,
 }
 
 fn input_error(path: &Path, msg: impl Into<String>) -> Error {
@@ -293,6 +298,7 @@ pub fn export(o: &Options) -> Result<Summary, Error> {
         None => None,
     };
     let recs = records(&o.run)?;
+    let (recs, review) = reviewed::apply(&o.run, recs)?;
     let mut ids: Vec<&str> = recs.iter().map(|r| r.id.as_str()).collect();
     ids.sort_unstable();
     if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
@@ -303,7 +309,13 @@ pub fn export(o: &Options) -> Result<Summary, Error> {
     }
     let p = match o.format {
         Format::Dpo => {
-            let pairs = dpo::read_pairs(&o.run)?;
+            let mut pairs = dpo::read_pairs(&o.run)?;
+            if review.is_some() {
+                // The pairs of records the reviewers rejected go with them.
+                let kept: std::collections::HashSet<&str> =
+                    recs.iter().map(|r| r.id.as_str()).collect();
+                pairs.retain(|p| kept.contains(p.record_id.as_str()));
+            }
             if pairs.is_empty() {
                 return Err(input_error(
                     &o.run.join(crate::dpo::DPO_DIR),
@@ -403,6 +415,7 @@ pub fn export(o: &Options) -> Result<Summary, Error> {
         judge: &p.judge,
         manifest: manifest.as_ref(),
         export: &export_settings,
+        review: review.as_ref(),
     })?;
     let readme = out.join("README.md");
     std::fs::write(&readme, card)
@@ -418,5 +431,6 @@ pub fn export(o: &Options) -> Result<Summary, Error> {
         decontamination: decon,
         mix,
         template_check,
+        review,
     })
 }

@@ -31,10 +31,16 @@ pub fn apply(rec: &Record, edit: &Edit, schemas: Option<&Schemas>) -> Result<Rec
             "cannot validate the edited JSON output: the run's schemas are not known".to_string()
         })?;
         let schema = schemas.get(&rec.task_type).ok_or_else(|| {
-            format!("no JSON Schema for task {} in the run's schemas", rec.task_type)
+            format!(
+                "no JSON Schema for task {} in the run's schemas",
+                rec.task_type
+            )
         })?;
         schemas::validate(schema, &v).map_err(|e| {
-            format!("the edited output does not match the {} schema: {e}", rec.task_type)
+            format!(
+                "the edited output does not match the {} schema: {e}",
+                rec.task_type
+            )
         })?;
         out.output = v.to_string();
     }

@@ -99,7 +99,10 @@ fn interleave<T>(groups: Vec<Vec<T>>) -> Vec<T> {
 pub fn queue(items: Vec<Item>) -> Vec<Item> {
     let mut cells: BTreeMap<(String, String), BTreeMap<String, Vec<Item>>> = BTreeMap::new();
     for it in items {
-        let stratum = it.reject.as_ref().map_or(String::new(), |r| r.reason.clone());
+        let stratum = it
+            .reject
+            .as_ref()
+            .map_or(String::new(), |r| r.reason.clone());
         cells
             .entry((it.record.task_type.clone(), it.record.input_data.clone()))
             .or_default()
@@ -153,11 +156,23 @@ mod tests {
     fn the_queue_covers_every_cell_before_repeating_one() {
         let mut items = Vec::new();
         for k in 0..10 {
-            items.push(item(&format!("a{k}"), "coding", "note", Some(k as f64), None));
+            items.push(item(
+                &format!("a{k}"),
+                "coding",
+                "note",
+                Some(k as f64),
+                None,
+            ));
         }
         items.push(item("b0", "qa", "note", None, None));
         items.push(item("c0", "qa", "letter", Some(2.0), None));
-        items.push(item("a-rej", "coding", "note", Some(1.0), Some("low_judge")));
+        items.push(item(
+            "a-rej",
+            "coding",
+            "note",
+            Some(1.0),
+            Some("low_judge"),
+        ));
         let q: Vec<String> = queue(items).into_iter().map(|i| i.record.id).collect();
         // one of each cell first; within a cell accepted and rejected alternate, lowest
         // judge score first

@@ -219,9 +219,15 @@ fn parse(app: &App, body: &[u8]) -> Result<Decision, (StatusCode, String)> {
     };
     const KEYS: [&str; 5] = ["id", "decision", "scores", "edit", "comment"];
     if let Some(k) = o.keys().find(|k| !KEYS.contains(&k.as_str())) {
-        return Err(bad(format!("unknown field {k:?} (expected {})", KEYS.join(", "))));
+        return Err(bad(format!(
+            "unknown field {k:?} (expected {})",
+            KEYS.join(", ")
+        )));
     }
-    let id = o.get("id").and_then(Value::as_str).ok_or_else(|| bad("no \"id\"".into()))?;
+    let id = o
+        .get("id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad("no \"id\"".into()))?;
     let Some(&k) = app.index.get(id) else {
         return Err(bad(format!("unknown record id {id:?}")));
     };
@@ -295,7 +301,11 @@ fn scores(v: Option<&Value>) -> Result<BTreeMap<String, u8>, String> {
         }
         match s.as_u64() {
             Some(n @ 1..=5) => out.insert(dim.clone(), n as u8),
-            _ => return Err(format!("score {dim} must be an integer from 1 to 5, not {s}")),
+            _ => {
+                return Err(format!(
+                    "score {dim} must be an integer from 1 to 5, not {s}"
+                ))
+            }
         };
     }
     Ok(out)
@@ -314,7 +324,9 @@ fn parse_edit(v: &Value) -> Result<Edit, String> {
         .keys()
         .find(|k| !["instruction", "input", "output"].contains(&k.as_str()))
     {
-        return Err(format!("unknown edit field {k:?} (instruction, input, output)"));
+        return Err(format!(
+            "unknown edit field {k:?} (instruction, input, output)"
+        ));
     }
     Ok(Edit {
         instruction: field(o, "instruction")?,
@@ -337,6 +349,10 @@ async fn decide(State(app): Shared, headers: HeaderMap, body: Bytes) -> Response
         return error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}"));
     }
     mine.insert(d.id.clone(), d.clone());
-    let reviewed = app.items.iter().filter(|i| mine.contains_key(&i.record.id)).count();
+    let reviewed = app
+        .items
+        .iter()
+        .filter(|i| mine.contains_key(&i.record.id))
+        .count();
     Json(json!({ "decision": d, "reviewed": reviewed, "total": app.items.len() })).into_response()
 }
