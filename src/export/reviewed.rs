@@ -6,13 +6,13 @@ use crate::error::{Error, Problem};
 use crate::record::Record;
 use crate::review::journal::{self, Outcome};
 use crate::review_app::edit;
-use std::collections::BTreeSet;
+use std::collections::HashSet;
 use std::path::Path;
 
 /// What the review did to the run's records (for the card and the summary).
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Counts {
-    /// Reviewers with at least one decision in the journal.
+    /// Reviewers with a decision on at least one of the run's records.
     pub reviewers: usize,
     /// The run's records with a decision (decisions on sampled rejects do not count).
     pub reviewed: usize,
@@ -30,11 +30,13 @@ pub fn apply(run: &Path, recs: Vec<Record>) -> Result<(Vec<Record>, Option<Count
         return Ok((recs, None));
     }
     let outcomes = journal::resolve(&decisions);
+    let ids: HashSet<&str> = recs.iter().map(|r| r.id.as_str()).collect();
     let mut counts = Counts {
         reviewers: decisions
             .iter()
+            .filter(|d| ids.contains(d.id.as_str()))
             .map(|d| d.reviewer.as_str())
-            .collect::<BTreeSet<_>>()
+            .collect::<HashSet<_>>()
             .len(),
         ..Counts::default()
     };

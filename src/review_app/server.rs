@@ -89,6 +89,12 @@ pub async fn bind(o: Options) -> Result<Server, Error> {
             mine.insert(d.id.clone(), d);
         }
     }
+    let schemas = edit::run_schemas(&o.run).map_err(|e| format!("{e:#}"));
+    if let Err(why) = &schemas {
+        if items.iter().any(|i| i.record.output_format == "json") {
+            tracing::warn!("edits of JSON answers will be refused: {why}");
+        }
+    }
     let app = App {
         index: items
             .iter()
@@ -97,7 +103,7 @@ pub async fn bind(o: Options) -> Result<Server, Error> {
             .collect(),
         items,
         reviewer,
-        schemas: edit::run_schemas(&o.run).map_err(|e| format!("{e:#}")),
+        schemas,
         journal: Mutex::new(Journal::open(&o.run)?),
         mine: Mutex::new(mine),
         token: o.token.clone(),
@@ -260,12 +266,14 @@ fn parse(app: &App, body: &[u8]) -> Result<Decision, (StatusCode, String)> {
             ))
         }
         Verdict::Edit => {
-            edit::apply(rec, &edit, app.schemas.as_ref().ok()).map_err(|e| match &app.schemas {
-                Err(why) if e.contains("schemas are not known") => {
-                    unprocessable(format!("{e} ({why})"))
-                }
-                _ => unprocessable(e),
-            })?;
+            if let (Err(why), Some(_), "json") =
+                (&app.schemas, &edit.output, rec.output_format.as_str())
+            {
+                return Err(unprocessable(format!(
+                    "cannot validate the edited JSON output: {why}"
+                )));
+            }
+            edit::apply(rec, &edit, app.schemas.as_ref().ok()).map_err(unprocessable)?;
         }
         _ if !edit.is_empty() => {
             return Err(bad(
