@@ -245,6 +245,28 @@ async fn the_api_lists_the_queue_and_journals_valid_decisions() {
     }
     assert_eq!(journal_lines(&run).len(), 2);
 
+    // another reviewer on the same run has decided nothing yet; both are journaled
+    let bob = review(&run, &["--reviewer", "bob"]);
+    let (_, theirs) = get(&c, &format!("{}api/items", bob.base()), None).await;
+    assert_eq!(theirs["reviewed"], 0);
+    assert!(theirs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|i| i["decision"].is_null()));
+    let (s, _) = post(
+        &c,
+        &format!("{}api/decisions", bob.base()),
+        None,
+        json!({"id": plain.id, "decision": "reject"}),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let ds = journal::read(&run).unwrap();
+    assert_eq!(ds.len(), 3);
+    assert_eq!(ds[2].reviewer, "bob");
+    assert_eq!(journal::resolve(&ds)[&plain.id], Outcome::Rejected);
+
     // a valid edit is journaled with the changed field only
     let (s, v) = post(
         &c,
@@ -256,9 +278,9 @@ async fn the_api_lists_the_queue_and_journals_valid_decisions() {
     .await;
     assert_eq!(s, 200, "{v}");
     let ds = journal::read(&run).unwrap();
-    assert_eq!(ds.len(), 3);
+    assert_eq!(ds.len(), 4);
     assert_eq!(
-        ds[2].edit,
+        ds[3].edit,
         Edit {
             output: Some("A corrected answer.".into()),
             ..Edit::default()
