@@ -557,7 +557,8 @@ async fn the_page_rejects_and_edits_in_headless_chromium() {
     };
     let tmp = tempfile::tempdir().unwrap();
     let run = review_run(tmp.path());
-    let app = review(&run, &["--reviewer", "cy", "--token", "t0ken"]);
+    // a token with characters a URL must escape
+    let app = review(&run, &["--reviewer", "cy", "--token", "t0k&n+/= x"]);
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

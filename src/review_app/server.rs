@@ -121,7 +121,7 @@ pub async fn bind(o: Options) -> Result<Server, Error> {
         .local_addr()
         .map_err(|e| Error::io("reading the bound address", e))?;
     let url = match &o.token {
-        Some(t) => format!("http://{addr}/?token={t}"),
+        Some(t) => format!("http://{addr}/?token={}", query_escape(t)),
         None => format!("http://{addr}/"),
     };
     Ok(Server {
@@ -130,6 +130,18 @@ pub async fn bind(o: Options) -> Result<Server, Error> {
         url,
         items: n,
     })
+}
+
+/// Percent-encodes all but the unreserved characters of a URL.
+fn query_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 impl Server {
