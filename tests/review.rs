@@ -441,14 +441,31 @@ fn export_drops_rejected_records_and_uses_edits() {
 // ---------------------------------------------------------------------------------------
 // The page in a real browser (headless Chromium through chromedriver's WebDriver API).
 
-/// chromedriver on a free loopback port; killed on drop.
+/// chromedriver on a free loopback port; on drop (a failed assertion included) its
+/// browser session is closed, so no Chromium outlives the test, and it is killed.
 struct Driver {
     child: Child,
+    port: u16,
     url: String,
+    session: Option<String>,
 }
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        if let Some(sid) = &self.session {
+            // A blocking DELETE /session/ID over loopback (drop cannot await).
+            use std::io::{Read, Write};
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+                let _ = write!(
+                    s,
+                    "DELETE /session/{sid} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\
+                     Connection: close\r\n\r\n",
+                    self.port
+                );
+                let _ = s.read_to_end(&mut Vec::new());
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -564,14 +581,16 @@ async fn the_page_rejects_and_edits_in_headless_chromium() {
         .local_addr()
         .unwrap()
         .port();
-    let driver = Driver {
+    let mut driver = Driver {
         child: Command::new(chromedriver)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn chromedriver"),
+        port,
         url: format!("http://127.0.0.1:{port}"),
+        session: None,
     };
     let c = reqwest::Client::new();
     let t0 = Instant::now();
@@ -602,6 +621,7 @@ async fn the_page_rejects_and_edits_in_headless_chromium() {
     let sid = v["value"]["sessionId"]
         .as_str()
         .unwrap_or_else(|| panic!("{v}"));
+    driver.session = Some(sid.to_string());
     let s = Session {
         c: &c,
         base: format!("{}/session/{sid}", driver.url),
@@ -690,7 +710,6 @@ async fn the_page_rejects_and_edits_in_headless_chromium() {
         let bytes = base64_decode(png.as_str().unwrap());
         std::fs::write(path, bytes).unwrap();
     }
-    let _ = c.delete(&s.base).send().await;
     drop(driver);
 
     let (rows, _) = export_rows(&run, &tmp.path().join("export"));
