@@ -15,6 +15,7 @@ mod merge;
 mod mock;
 mod model;
 mod plan;
+mod report;
 mod run;
 mod taxonomy;
 
@@ -59,6 +60,9 @@ enum Cmd {
     Dpo(dpo::DpoArgs),
     /// Drop exact and near duplicates from a run's records into a new run directory.
     Dedup(dedup::DedupArgs),
+    /// Write a run's (or an audit's) report: one self-contained HTML page of charts, the
+    /// human review's agreement figures and a sample browser.
+    Report(report::ReportArgs),
     /// Export a run as a training dataset (SFT or DPO; Parquet + JSONL + dataset card).
     Export(export::ExportArgs),
     /// Score a model on held-out and benchmark tasks (`eval compare`, `eval export-lm-eval`).
@@ -138,6 +142,7 @@ pub fn main() -> i32 {
             Cmd::Dedup(a) => dedup::exec(a),
             Cmd::Dpo(a) => dpo::exec(a).await,
             Cmd::Export(a) => export::exec(a),
+            Cmd::Report(a) => report::exec(a),
             Cmd::Eval(a) => eval::exec(a).await,
             Cmd::Model(a) => model::exec(a),
             Cmd::Bench(a) => bench::exec(a).await,
