@@ -190,8 +190,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut j = Journal::open(dir.path()).unwrap();
         j.append(&d("a", "ann", Verdict::Accept, None)).unwrap();
-        j.append(&d("b", "ann", Verdict::Edit, Some("new")))
-            .unwrap();
+        j.append(&d("b", "ann", Verdict::Edit, Some("new"))).unwrap();
         drop(j);
         let mut f = std::fs::OpenOptions::new()
             .append(true)
