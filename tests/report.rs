@@ -234,9 +234,29 @@ fn report_of_an_audit_output() {
             "{task}"
         );
     }
-    // audited rows keep no text: the browser names where each came from
-    assert!(section(&html, "samples").contains("(an audit keeps no text)"));
+    // verdicts keep no text: the browser reads the sampled rows back from the inputs
+    let samples = section(&html, "samples");
+    assert!(samples.contains("audited row ") && !samples.contains("not readable"));
+    let unmarked = samples.replace("<mark>", "").replace("</mark>", "");
+    for r in records(&run_dir) {
+        let doc = mediflow::report::html::esc(&r.input);
+        assert!(
+            unmarked.contains(&doc[..doc.floor_char_boundary(200)]),
+            "{}",
+            r.id
+        );
+    }
     assert!(section(&html, "usage").contains("no token counts"));
+    // inputs gone: the rows are named, without text
+    std::fs::rename(&run_dir, tmp.path().join("moved")).unwrap();
+    let o = report(&audit, &["--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "report failed: {}", stderr(&o));
+    let html = std::fs::read_to_string(&out).unwrap();
+    let samples = section(&html, "samples");
+    let gone = samples
+        .matches("not readable any more (an audit keeps no text)")
+        .count();
+    assert_eq!(gone as u64, summary["rows"].as_u64().unwrap());
 }
 
 /// One line of a reviewers' journal, as `mediflow review` writes it.

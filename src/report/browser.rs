@@ -21,6 +21,19 @@ fn pretty(output: &str, format: &str) -> String {
     output.to_string()
 }
 
+/// The instruction as the teacher wrote it; the task schema the engine appended is named,
+/// not repeated (it is the same for every record of the task).
+fn instruction(text: &str) -> String {
+    let bare = crate::record::bare_instruction(text);
+    match bare.len() < text.len() {
+        true => format!(
+            "{}<span class=\"note\">\n\n[+ the task's JSON Schema]</span>",
+            esc(bare)
+        ),
+        false => esc(text),
+    }
+}
+
 fn reason(it: &Item) -> &str {
     it.rejected
         .as_ref()
@@ -60,11 +73,17 @@ fn item(it: &Item, reviews: &Reviews) -> String {
             d.decision
         ));
     }
+    let mut notes = String::new();
     let doc = match &it.source {
-        Some(src) => esc(&format!("audited row {src} (an audit keeps no text)")),
+        Some((file, line)) if r.input.is_empty() && r.output.is_empty() => esc(&format!(
+            "audited row {file}:{line}: not readable any more (an audit keeps no text)"
+        )),
+        Some((file, line)) => {
+            notes.push_str(&note(&format!("audited row {file}:{line}")));
+            marked(&r.input, &it.grounded)
+        }
         None => marked(&r.input, &it.grounded),
     };
-    let mut notes = String::new();
     if let Some(o) = &it.rejected {
         notes.push_str(&note(&o.detail));
     }
@@ -97,7 +116,7 @@ fn item(it: &Item, reviews: &Reviews) -> String {
         } else {
             ": <mark>verbatim answer spans</mark>"
         },
-        instr = esc(&r.instruction),
+        instr = instruction(&r.instruction),
         answer = esc(&pretty(&r.output, &r.output_format)),
     )
 }

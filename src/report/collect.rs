@@ -236,6 +236,10 @@ pub fn collect(dir: &Path, limits: Limits, reviewed: &HashSet<String>) -> Result
     c.rejected_seen = rej.seen();
     c.accepted_sample = acc.finish();
     c.rejected_sample = rej.finish();
+    if kind == Kind::Audit {
+        audited_texts(&mut c.accepted_sample);
+        audited_texts(&mut c.rejected_sample);
+    }
     Ok(c)
 }
 
@@ -394,7 +398,7 @@ fn audit(
             judge_rationale: v.judge_rationale,
             ..Record::default()
         };
-        let source = format!("{}:{}", v.file, v.line);
+        let source = (v.file, v.line);
         c.chart(&record);
         if reviewed.contains(&id) {
             let side = JudgeSide {
@@ -431,4 +435,38 @@ fn audit(
     .map_err(bad_line(&path))?;
     c.stats = stats;
     Ok(())
+}
+
+/// Read the sampled audited rows' text back from the audit's inputs (`verdicts.jsonl`
+/// keeps none), where those files are still readable; the others stay without text.
+fn audited_texts(items: &mut [Item]) {
+    let mut wanted: HashMap<(String, usize), usize> = HashMap::new();
+    for (i, it) in items.iter().enumerate() {
+        if let Some(src) = &it.source {
+            wanted.insert(src.clone(), i);
+        }
+    }
+    let files: Vec<PathBuf> = wanted
+        .keys()
+        .map(|(f, _)| f.clone())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .map(PathBuf::from)
+        .filter(|f| f.is_file())
+        .collect();
+    for row in crate::audit::read::Rows::new(files).flatten() {
+        let key = (row.file.display().to_string(), row.line);
+        let Some(&i) = wanted.get(&key) else { continue };
+        let (it, r) = (&mut items[i], row.record);
+        it.record = Record {
+            instruction: r.instruction,
+            input: r.input,
+            output: r.output,
+            input_data: r.input_data,
+            output_format: r.output_format,
+            difficulty_level: r.difficulty_level,
+            ..std::mem::take(&mut it.record)
+        };
+        it.prepare();
+    }
 }

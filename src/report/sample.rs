@@ -27,8 +27,8 @@ pub struct Item {
     pub cut: bool,
     /// Byte ranges of the (cut) document holding the answer's verbatim strings.
     pub grounded: Vec<(usize, usize)>,
-    /// Where an audited row came from (`file:line`); audits keep no text.
-    pub source: Option<String>,
+    /// Where an audited row came from (`file`, `line`): its text is read back from there.
+    pub source: Option<(String, usize)>,
 }
 
 impl Item {
@@ -42,7 +42,17 @@ impl Item {
         }
     }
 
-    pub fn from_source(self, source: String) -> Item {
+    /// Find the grounded spans (on the whole document) and cut the long fields (the
+    /// spans are kept where the document was cut).
+    pub fn prepare(&mut self) {
+        let r = &mut self.record;
+        self.grounded = super::highlight::grounded_ranges(r);
+        self.cut = [&mut r.instruction, &mut r.input, &mut r.output]
+            .into_iter()
+            .fold(false, |c, f| cut(f) | c);
+    }
+
+    pub fn from_source(self, source: (String, usize)) -> Item {
         Item {
             source: Some(source),
             ..self
@@ -114,12 +124,7 @@ impl Sampler {
             return;
         }
         let mut item = make();
-        let r = &mut item.record;
-        // Grounded spans are found on the whole document, then kept where it was cut.
-        item.grounded = super::highlight::grounded_ranges(r);
-        item.cut = [&mut r.instruction, &mut r.input, &mut r.output]
-            .into_iter()
-            .fold(false, |c, f| cut(f) | c);
+        item.prepare();
         heap.push(Keyed(key, Box::new(item)));
         if heap.len() > self.cap {
             heap.pop();

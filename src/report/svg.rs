@@ -36,7 +36,7 @@ pub fn bars(bars: &[Bar], max: Option<f64>, color: &str) -> String {
         .map(|b| label(b).chars().count())
         .max()
         .unwrap_or(1);
-    let label_w = (6.6 * longest as f64).clamp(60.0, 6.6 * MAX_LABEL as f64);
+    let label_w = (7.2 * longest as f64).clamp(60.0, 7.2 * MAX_LABEL as f64);
     let (bar_w, row_h) = (360.0, 20.0);
     let top = max
         .unwrap_or_else(|| bars.iter().map(|b| b.value).fold(0.0, f64::max))
@@ -71,7 +71,7 @@ pub fn histogram(bins: &[(String, u64)], color: &str) -> String {
     if bins.is_empty() {
         return String::new();
     }
-    let (col_w, plot_h, pad, left) = (34.0, 120.0, 30.0, 36.0);
+    let (col_w, plot_h, pad, left) = (34.0, 120.0, 30.0, 50.0);
     let width = left + col_w * bins.len() as f64 + 10.0;
     let height = plot_h + pad + 30.0;
     let top = bins.iter().map(|b| b.1).max().unwrap_or(0).max(1) as f64;
@@ -117,7 +117,8 @@ pub fn heatmap(
     let head_h =
         (6.0 * cols.iter().map(|c| c.chars().count()).max().unwrap_or(1) as f64).clamp(30.0, 150.0);
     let (cw, ch) = (74.0, 24.0);
-    let width = label_w + cw * cols.len() as f64 + 10.0;
+    // the column labels lean right, past the last column, by about their length
+    let width = label_w + cw * cols.len() as f64 + head_h;
     let height = head_h + ch * rows.len() as f64 + 4.0;
     let mut s = format!(
         r#"<svg class="chart" role="img" width="{width}" height="{height}" viewBox="0 0 {width} {height}" {FONT}>"#
