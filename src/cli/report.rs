@@ -3,7 +3,7 @@
 
 use clap::Args;
 use mediflow::error::Error;
-use mediflow::report::{report, Options};
+use mediflow::report::{report, Options, SAMPLE_ACCEPTED, SAMPLE_REJECTED};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -16,10 +16,10 @@ pub struct ReportArgs {
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Accepted records the sample browser embeds at most.
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = SAMPLE_ACCEPTED)]
     pub sample_accepted: usize,
     /// Rejected records the sample browser embeds at most.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = SAMPLE_REJECTED)]
     pub sample_rejected: usize,
     /// The sample's seed.
     #[arg(long, default_value_t = 0)]

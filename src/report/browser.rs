@@ -2,7 +2,7 @@
 //! type, outcome, mean judge score, reviewers' verdicts) opening onto document,
 //! instruction and answer side by side, with the filters the page's script applies.
 
-use super::collect::{scores_of, Collected, Kind};
+use super::collect::{scores_of, Collected};
 use super::highlight::marked;
 use super::html::{esc, note};
 use super::sample::Item;
@@ -152,15 +152,11 @@ pub fn browser(c: &Collected, reviews: &Reviews) -> String {
     ));
     s.push_str("<div class=\"filters\">");
     s.push_str(&select("f-task", "task", &set(|i| &i.record.task_type)));
-    if c.kind == Kind::Run {
-        s.push_str(&select(
-            "f-doc",
-            "document type",
-            &set(|i| &i.record.input_data),
-        ));
-    } else {
-        s.push_str("<select id=\"f-doc\" hidden><option value=\"\">all</option></select>");
-    }
+    s.push_str(&select(
+        "f-doc",
+        "document type",
+        &set(|i| &i.record.input_data),
+    ));
     s.push_str(&select("f-reason", "outcome", &set(reason)));
     s.push_str(
         "<label>judge mean ≥ <input id=\"f-score\" type=\"number\" min=\"1\" max=\"5\" \

@@ -13,9 +13,9 @@ mod review;
 mod sample;
 mod sections;
 pub mod statistics;
-pub mod svg;
+mod svg;
 
-pub use collect::Kind;
+use collect::Kind;
 
 use crate::error::{Error, Problem};
 use crate::review::journal;
@@ -24,6 +24,9 @@ use std::path::PathBuf;
 
 /// The report's file name inside the directory, by default.
 pub const REPORT: &str = "report.html";
+/// Accepted and rejected records the sample browser embeds at most, by default.
+pub const SAMPLE_ACCEPTED: usize = 500;
+pub const SAMPLE_REJECTED: usize = 200;
 
 pub struct Options {
     pub dir: PathBuf,
@@ -40,8 +43,8 @@ impl Options {
         Options {
             dir,
             out: None,
-            sample_accepted: 500,
-            sample_rejected: 200,
+            sample_accepted: SAMPLE_ACCEPTED,
+            sample_rejected: SAMPLE_REJECTED,
             seed: 0,
         }
     }

@@ -47,9 +47,15 @@ impl Item {
     pub fn prepare(&mut self) {
         let r = &mut self.record;
         self.grounded = super::highlight::grounded_ranges(r);
-        self.cut = [&mut r.instruction, &mut r.input, &mut r.output]
-            .into_iter()
-            .fold(false, |c, f| cut(f) | c);
+        let doc_end = cut(&mut r.input);
+        let others = [cut(&mut r.instruction), cut(&mut r.output)];
+        self.cut = doc_end.is_some() || others.iter().any(Option::is_some);
+        if let Some(end) = doc_end {
+            self.grounded.retain(|g| g.0 < end);
+            for g in &mut self.grounded {
+                g.1 = g.1.min(end);
+            }
+        }
     }
 
     pub fn from_source(self, source: (String, usize)) -> Item {
@@ -86,15 +92,12 @@ pub struct Sampler {
     strata: BTreeMap<String, BinaryHeap<Keyed>>,
 }
 
-fn cut(s: &mut String) -> bool {
-    match s.char_indices().nth(MAX_FIELD_CHARS) {
-        Some((i, _)) => {
-            s.truncate(i);
-            s.push_str(" …");
-            true
-        }
-        None => false,
-    }
+/// Cut `s` to `MAX_FIELD_CHARS` (marked " …"); the byte length kept, if it was cut.
+fn cut(s: &mut String) -> Option<usize> {
+    let (i, _) = s.char_indices().nth(MAX_FIELD_CHARS)?;
+    s.truncate(i);
+    s.push_str(" …");
+    Some(i)
 }
 
 impl Sampler {
@@ -202,5 +205,23 @@ mod tests {
         let got = s.finish();
         assert!(got[0].cut);
         assert_eq!(got[0].record.input.chars().count(), MAX_FIELD_CHARS + 2);
+    }
+
+    #[test]
+    fn grounded_spans_stop_where_the_document_was_cut() {
+        let schema = r#"{"properties":{"q":{"description":"verbatim","type":"string"}}}"#;
+        let mut it = item("a", "t");
+        let r = &mut it.record;
+        r.output_format = "json".into();
+        r.instruction = format!("Quote.{}{schema}\n```", crate::record::SCHEMA_NOTE);
+        // "x...x" (MAX_FIELD_CHARS + 10) then "tail words": the quote lies past the cut
+        r.input.push_str(" tail words");
+        r.output = r#"{"q": "tail words"}"#.into();
+        let mut early = it.clone();
+        early.record.input = format!("tail words {}", early.record.input);
+        it.prepare();
+        assert!(it.cut && it.grounded.is_empty());
+        early.prepare();
+        assert_eq!(early.grounded, [(0, 10)]);
     }
 }
