@@ -12,7 +12,7 @@ use crate::record::{Record, Rejection};
 use crate::sink::{for_each_jsonl, jsonl_files, shard_files, REJECTS};
 use serde::Deserialize;
 use serde_json::Value;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 /// What the report was made from.
@@ -109,7 +109,8 @@ pub struct Collected {
     pub manifest: Option<Value>,
     pub summary: Option<Value>,
     pub calibration: Option<Calibration>,
-    /// The engine's statistics, rebuilt from the records read (a run), or the audit's.
+    /// The engine's statistics rebuilt from the records read (a run); for an audit only
+    /// its accepted and rejected counts, per task and reason (its stages are in `stats.json`).
     pub stats: Stats,
     /// Document type -> family, as the records name them.
     pub families: BTreeMap<String, String>,
@@ -127,7 +128,7 @@ pub struct Collected {
     pub judged: HashMap<String, JudgeSide>,
 }
 
-/// Stages after which a reject is the gate's decision (the judge's side of kappa).
+/// The stages at which a reject is the gate's decision (the judge's side of kappa).
 const GATE: [&str; 3] = ["filter", "judge", "dedup"];
 /// Duplicate clusters whose members are listed.
 const CLUSTER_MEMBERS: usize = 5;
@@ -237,8 +238,7 @@ pub fn collect(dir: &Path, limits: Limits, reviewed: &HashSet<String>) -> Result
     c.accepted_sample = acc.finish();
     c.rejected_sample = rej.finish();
     if kind == Kind::Audit {
-        audited_texts(&mut c.accepted_sample);
-        audited_texts(&mut c.rejected_sample);
+        audited_texts([&mut c.accepted_sample, &mut c.rejected_sample]);
     }
     Ok(c)
 }
@@ -412,7 +412,7 @@ fn audit(
             true => {
                 stats.accepted += 1;
                 *stats.accepted_by_task.entry(task.clone()).or_default() += 1;
-                acc.offer(&id, &task, || Item::new(record, None).from_source(source))
+                acc.offer(&id, &task, || Item::new(record, None).with_source(source))
             }
             false => {
                 let outcome = Outcome {
@@ -426,7 +426,7 @@ fn audit(
                     .entry(v.reasons.first().cloned().unwrap_or_default())
                     .or_default() += 1;
                 rej.offer(&id, &task, || {
-                    Item::new(record, Some(outcome)).from_source(source)
+                    Item::new(record, Some(outcome)).with_source(source)
                 })
             }
         }
@@ -439,25 +439,27 @@ fn audit(
 
 /// Read the sampled audited rows' text back from the audit's inputs (`verdicts.jsonl`
 /// keeps none), where those files are still readable; the others stay without text.
-fn audited_texts(items: &mut [Item]) {
-    let mut wanted: HashMap<(String, usize), usize> = HashMap::new();
-    for (i, it) in items.iter().enumerate() {
-        if let Some(src) = &it.source {
-            wanted.insert(src.clone(), i);
+fn audited_texts(samples: [&mut Vec<Item>; 2]) {
+    let mut wanted: HashMap<(String, usize), (usize, usize)> = HashMap::new();
+    for (k, items) in samples.iter().enumerate() {
+        for (i, it) in items.iter().enumerate() {
+            if let Some(src) = &it.source {
+                wanted.insert(src.clone(), (k, i));
+            }
         }
     }
-    let files: Vec<PathBuf> = wanted
-        .keys()
-        .map(|(f, _)| f.clone())
-        .collect::<std::collections::BTreeSet<_>>()
+    let files: BTreeSet<&String> = wanted.keys().map(|(f, _)| f).collect();
+    let files: Vec<PathBuf> = files
         .into_iter()
         .map(PathBuf::from)
         .filter(|f| f.is_file())
         .collect();
     for row in crate::audit::read::Rows::new(files).flatten() {
         let key = (row.file.display().to_string(), row.line);
-        let Some(&i) = wanted.get(&key) else { continue };
-        let (it, r) = (&mut items[i], row.record);
+        let Some(&(k, i)) = wanted.get(&key) else {
+            continue;
+        };
+        let (it, r) = (&mut samples[k][i], row.record);
         it.record = Record {
             instruction: r.instruction,
             input: r.input,

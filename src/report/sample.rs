@@ -58,7 +58,7 @@ impl Item {
         }
     }
 
-    pub fn from_source(self, source: (String, usize)) -> Item {
+    pub fn with_source(self, source: (String, usize)) -> Item {
         Item {
             source: Some(source),
             ..self

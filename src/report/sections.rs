@@ -38,8 +38,9 @@ pub fn overview(c: &Collected) -> String {
     let attempted = s.accepted + s.rejected;
     let mut rows = vec![vec!["".to_string(), "count".to_string()]];
     let mut row = |k: &str, v: String| rows.push(vec![esc(k), v]);
-    if let Some(p) = c.stats_file.as_ref().map(|f| u(&f["planned"])) {
-        row("planned items", p.to_string());
+    match c.stats_file.as_ref().map(|f| u(&f["planned"])) {
+        Some(p) if c.kind == Kind::Run => row("planned items", p.to_string()),
+        _ => {}
     }
     row(
         match c.kind {
