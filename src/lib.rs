@@ -20,6 +20,7 @@ pub mod plan;
 pub mod prompt;
 pub mod quality;
 pub mod record;
+pub mod report;
 pub mod review;
 pub mod review_app;
 pub mod schemas;

@@ -15,6 +15,7 @@ mod merge;
 mod mock;
 mod model;
 mod plan;
+mod report;
 mod review;
 mod run;
 mod taxonomy;
@@ -63,6 +64,9 @@ enum Cmd {
     /// Review a run's records in the browser (physician review; decisions go to
     /// `review/decisions.jsonl` and `export` applies them).
     Review(review::ReviewArgs),
+    /// Write a run's (or an audit's) report: one self-contained HTML page of charts, the
+    /// human review's agreement figures and a sample browser.
+    Report(report::ReportArgs),
     /// Export a run as a training dataset (SFT or DPO; Parquet + JSONL + dataset card).
     Export(export::ExportArgs),
     /// Score a model on held-out and benchmark tasks (`eval compare`, `eval export-lm-eval`).
@@ -143,6 +147,7 @@ pub fn main() -> i32 {
             Cmd::Dpo(a) => dpo::exec(a).await,
             Cmd::Review(a) => review::exec(a).await,
             Cmd::Export(a) => export::exec(a),
+            Cmd::Report(a) => report::exec(a),
             Cmd::Eval(a) => eval::exec(a).await,
             Cmd::Model(a) => model::exec(a),
             Cmd::Bench(a) => bench::exec(a).await,

@@ -9,7 +9,7 @@
 pub(crate) mod codes;
 mod facts;
 mod phi;
-mod quotes;
+pub(crate) mod quotes;
 
 use super::{Filter, FilterCtx, Prepared, Verdict};
 

@@ -123,12 +123,7 @@ fn not_copied(p: &Prepared, doc_loose: &str, s: &str, mode: Copied) -> Option<&'
     match mode {
         Copied::No => None,
         Copied::Verbatim => {
-            let pieces: Vec<String> = s
-                .split("...")
-                .flat_map(|x| x.split('…'))
-                .map(crate::text::normalize)
-                .filter(|x| !x.is_empty())
-                .collect();
+            let pieces = verbatim_pieces(s);
             let ok =
                 !pieces.is_empty() && pieces.iter().all(|x| vocab::contains_word(doc_loose, x));
             (!ok).then_some("is not in the document")
@@ -141,4 +136,38 @@ fn not_copied(p: &Prepared, doc_loose: &str, s: &str, mode: Copied) -> Option<&'
             (missing > 0).then_some("has words the document does not")
         }
     }
+}
+
+/// The normalised pieces a verbatim string must each occur as in the document ("..." may
+/// join pieces).
+pub(crate) fn verbatim_pieces(s: &str) -> Vec<String> {
+    s.split("...")
+        .flat_map(|x| x.split('…'))
+        .map(crate::text::normalize)
+        .filter(|x| !x.is_empty())
+        .collect()
+}
+
+/// The strings of `answer` that its task `schema` says are copied verbatim from the
+/// document (what `check` looks for in it), in answer order: the report highlights them.
+pub(crate) fn verbatim_strings<'a>(answer: &'a Value, schema: &Value) -> Vec<&'a str> {
+    fn collect<'a>(v: &'a Value, schema: &Value, inherited: Copied, out: &mut Vec<&'a str>) {
+        let mode = match copied(schema) {
+            Copied::No => inherited,
+            m => m,
+        };
+        match v {
+            Value::String(s) if mode == Copied::Verbatim => out.push(s),
+            Value::Array(a) => a
+                .iter()
+                .for_each(|x| collect(x, &schema["items"], mode, out)),
+            Value::Object(o) => o
+                .iter()
+                .for_each(|(k, x)| collect(x, &schema["properties"][k], Copied::No, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    collect(answer, schema, Copied::No, &mut out);
+    out
 }
