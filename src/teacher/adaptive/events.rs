@@ -56,7 +56,13 @@ impl Controller {
             }
             if self.win.settling == 0 {
                 self.win.began = Some(now);
+                self.win.counted_from = self.tickets;
             }
+            return;
+        }
+        // Sent while the load was still moving to the new level (a burst after a step
+        // up, on a server that sets a request's pace as it arrives): not this level's.
+        if ticket < self.win.counted_from {
             return;
         }
         let i = match self.win.kinds.iter().position(|k| k.kind == kind) {
@@ -64,7 +70,7 @@ impl Controller {
             None => {
                 self.win.kinds.push(KindSums {
                     kind,
-                    n: 0,
+                    n: 0.0,
                     tokens: 0.0,
                     latency: 0.0,
                 });
@@ -72,7 +78,7 @@ impl Controller {
             }
         };
         let k = &mut self.win.kinds[i];
-        k.n += 1;
+        k.n += 1.0;
         k.tokens += tokens as f64;
         k.latency += latency;
         self.win.latencies.push(latency);
@@ -107,13 +113,15 @@ impl Controller {
     /// minutes, and its requests would run into the client's timeout. Returns whether it
     /// ended one.
     fn end_runaway_probe(&mut self, now: Instant) -> bool {
-        let Some(r) = self.reference() else {
+        // Only a probe above its reference: below it, long requests of a mixed workload
+        // are no runaway (and the fence would shut the levels above).
+        let Some((_, r)) = self.reference().filter(|(l, _)| *l < self.limit) else {
             return false;
         };
         let (n, latency) = r
             .kinds
             .iter()
-            .fold((0.0, 0.0), |(n, l), k| (n + k.n as f64, l + k.latency));
+            .fold((0.0, 0.0), |(n, l), k| (n + k.n, l + k.latency));
         if n == 0.0 || latency <= 0.0 {
             return false;
         }
@@ -153,6 +161,9 @@ impl Controller {
             max_kv: self.win.max_kv,
         };
         self.last_p50 = m.p50_latency;
+        // No probe at this level or above again: each would cost the time its requests
+        // take to drain, and past a collapse that is long.
+        self.fence = Some(self.fence.map_or(self.limit, |f| f.min(self.limit)));
         self.runaway = Some(format!(
             "latency ran away: {stalled} requests waiting over {bound:.1}s"
         ));
@@ -184,7 +195,9 @@ impl Controller {
     fn close_window_if_done(&mut self, now: Instant) {
         let began = self.win.began.expect("window began");
         let n = self.win.latencies.len();
-        let need = self.limit.max(12);
+        // The climb compares levels twice apart (gains of 60% or 5%); the exploration
+        // compares neighbours (2%) and needs more completions to tell them apart.
+        let need = self.limit.max(if self.climbing() { 12 } else { 24 });
         let mut sorted = self.win.latencies.clone();
         sorted.sort_by(f64::total_cmp);
         let p50 = sorted[n / 2];
@@ -205,11 +218,14 @@ impl Controller {
                 .then(|| self.win.waiting.0 / self.win.waiting.1 as f64),
             max_kv: self.win.max_kv,
         };
-        // A probe that is clearly worse than the level it is compared with ends early:
-        // where latency runs away (a server past its knee), a full window would take long.
-        let clearly_worse = self
-            .reference()
-            .is_some_and(|r| m.mix.ratio_to(r) < CLEARLY_WORSE);
+        // A probe that is clearly worse than the level it is compared with ends early,
+        // once it has half its completions: where latency runs away (a server past its
+        // knee), a full window would take long.
+        let clearly_worse = n >= need / 2
+            && self
+                .reference()
+                .and_then(|(_, r)| m.mix.ratio_to(r))
+                .is_some_and(|r| r < CLEARLY_WORSE);
         if (n < need || span < p50 || !self.covers_common_kinds()) && !clearly_worse {
             return;
         }

@@ -2,49 +2,43 @@
 //! flight that maximises completed tokens/s without letting latency run away.
 //!
 //! Self-hosted servers (vLLM, llama.cpp, SGLang) do not answer 429 when overloaded; they
-//! get slower, and past a knee their throughput falls. So the controller measures. Each
-//! measurement window starts once the requests sent at the new level have begun to
-//! complete, and estimates throughput by Little's law: mean requests in flight x (tokens
-//! / latency summed over the window's completions), which holds however bursty the
-//! completions are. A window closes after max(limit, 12) completions and at least one
-//! median latency. Two windows are compared on the same mix of request kinds (pipeline
-//! stages): a window that happened to see more short verdicts than long documents would
-//! otherwise look faster or slower than its level is. A window also waits until it has
-//! seen every stage that makes up a tenth of the run's requests: items go through their
-//! stages in step after a start or a change of the limit, and a window of long-prompt
-//! answers alone would rank the stage, not the level. The limit then moves by a hill
-//! climb on that comparison:
+//! get slower, and past a knee their throughput falls. So the controller measures, and
+//! hill-climbs on what it measures (docs/adaptive-concurrency.md has the rules and why).
 //!
-//! - **slow start**: double while a doubling gains at least 5%, then go to the best level
-//!   measured. Where a doubling reached a server's stated parallel slots (llama.cpp's
-//!   `/slots`) and they measured within 10% of the level before, hold there (nothing
-//!   above them; the hold's re-probe looks below): the server batches all its slots, and
-//!   single windows are noisier than that (on the 2-core proof server, fixed 16 = its
-//!   slots was the best level in every round, while the adaptive run left 16 after one
-//!   window's comparison with 8 and drifted down to 4). It never jumps: a
-//!   server with more slots than it can serve well (long prompts, many slots) collapses
-//!   past its knee, and one window there could last many minutes. Nor does it pass a
-//!   level that did not gain in the hope of a rise further up: on real servers the
-//!   levels past a plateau were worse, and reaching them cost more than any rise there
-//!   could repay (the README's proof runs);
-//! - **refine**: step up, then down, around the best point (first a quarter of the last
-//!   doubling's gap: the knee lies between its two levels), halving the step when neither
-//!   side gains 2% (an even result keeps the lower level: same tokens, less latency)
-//!   while half of it is still a quarter of the level (finer steps cost more windows
-//!   than they can gain);
-//! - **hold**: stay at the best level, re-measuring it, and refine again after a while
-//!   (12 windows and 30 s), so the limit tracks a server whose speed changes.
+//! **Measuring** (`measure`, `events`): a window starts once the requests sent at the
+//! previous level are done, counts only the requests sent from then on, and closes after max(limit, 24)
+//! completions (12 while climbing), at least one
+//! median latency, and once it has seen every stage that makes up a tenth of the run's
+//! requests (items go through their stages in step after a change; a window of
+//! long-prompt answers alone would rank the stage, not the level). Its throughput is
+//! Little's law: mean requests in flight x (tokens / latency summed over its
+//! completions), which holds however bursty the completions are. Two levels are compared
+//! on the request mix (pipeline stages) their windows share. Each level's windows are
+//! merged into an estimate (the book), the older ones weighing half as much with each
+//! newer one, so a decision rests on more than one noisy window and follows a server
+//! whose speed drifts.
 //!
-//! A probe whose estimate is already a quarter below the level it is compared with ends
-//! its window early (past a knee, latency runs away and a full window would take long);
-//! so does one whose requests, still in flight, have waited longer than Little's law
-//! allows for a level within a quarter of that one (checked on every event and on the
-//! endpoint monitor's tick). A 429 / 503 (or a Retry-After), or a request that ran into
-//! the client's timeout, cuts the limit to 70% at once; so does a window whose
-//! median latency exceeds `max_latency_secs` when set. Where the server exposes load
-//! signals, a non-empty server queue or a nearly full KV cache stops any increase, and a
-//! llama.cpp slot count caps the limit. A window in which fewer requests were in flight
-//! than allowed (not enough work) decides nothing.
+//! **Deciding** (`policy`), once per window: climb (x2 while a step gains 60%, x1.5 once
+//! it gains less, stop below a 5% gain), explore around the best level (below first, then
+//! above; move to a neighbour that beats it by 2%, halve the step when none does, down to
+//! an eighth of the level), hold (re-probe one small step each way every `HOLD_WINDOWS`
+//! windows, explore again at once when two windows in a row are `HOLD_SHIFT` off the
+//! estimate, either way).
+//!
+//! **Backing off**, at once: a 429 / 503 (or a Retry-After), or a request that ran into
+//! the client's timeout, cuts the limit to 70% and holds; so does a window whose median
+//! latency exceeds `max_latency_secs` when set. A probe whose estimate is already a
+//! quarter below the level it is compared with ends its window early (past a knee,
+//! latency runs away and a full window would take long); so does one whose requests,
+//! still in flight, have waited longer than Little's law allows for a level within a
+//! quarter of that one (checked on every event and on the endpoint monitor's tick); no
+//! probe goes to that level or above it again (each would wait for its requests to
+//! drain, and past a collapse that is long) until a held level's throughput drops.
+//! Where the server exposes load signals, a non-empty server queue or a nearly full KV
+//! cache stops any increase, and a llama.cpp slot count caps the limit; a climb that
+//! reaches the stated slots holds there unless it measured 10% worse than the level
+//! before. A window in which fewer requests were in flight than allowed (not enough
+//! work) decides nothing.
 
 mod events;
 mod measure;
@@ -54,9 +48,9 @@ mod tests;
 
 use measure::Window;
 pub use measure::{Measurement, Mix};
-use policy::Phase;
+use policy::{Estimate, Phase};
 use serde::Serialize;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
 
 /// Bounds and targets of a controller.
@@ -94,6 +88,8 @@ pub struct Signals {
 pub struct Decision {
     /// Seconds since the controller started.
     pub at_secs: f64,
+    /// Windows (control periods) measured before it.
+    pub window: u64,
     pub from: usize,
     pub to: usize,
     pub reason: String,
@@ -108,9 +104,13 @@ pub struct Decision {
 const CLEARLY_WORSE: f64 = 0.75;
 /// A doubling that reached the stated slots is held there down to this ratio.
 const SLOTS_KEEP: f64 = 0.9;
-/// Windows and seconds held with no change before the best level is probed again.
-const HOLD_WINDOWS: u32 = 12;
-const HOLD_SECS: f64 = 30.0;
+/// Windows held before the best level's neighbours are probed again.
+const HOLD_WINDOWS: u32 = 20;
+/// A held level's window this far off its estimate (x or /) counts as a shift (two in a
+/// row the same way: explore again).
+const HOLD_SHIFT: f64 = 1.15;
+/// A level measured within this many windows is not measured again while exploring.
+const FRESH_WINDOWS: u64 = 6;
 /// Decisions kept for the report (the count covers all).
 const KEEP_DECISIONS: usize = 256;
 
@@ -131,6 +131,15 @@ pub struct Controller {
     runaway: Option<String>,
     /// Completions of each kind of request so far, over the whole run.
     seen: Vec<(&'static str, u64)>,
+    /// What each level measured (the policy's book).
+    book: BTreeMap<usize, Estimate>,
+    /// Windows closed so far (control periods).
+    period: u64,
+    /// The side the last periodic re-probe tried first.
+    reprobe_down: bool,
+    /// The lowest level whose latency ran away: no probe goes there or above, until a
+    /// held level's throughput drops (the server changed).
+    fence: Option<usize>,
     pub decisions: VecDeque<Decision>,
     pub decision_count: u64,
     pub overloads: u64,
@@ -145,7 +154,7 @@ impl Controller {
             lim,
             limit,
             ceiling: lim.max,
-            phase: Phase::SlowStart { last: None },
+            phase: Phase::Climb { prev: None },
             // The first `limit` requests ramp up from nothing: they settle the first window.
             win: Window::new(now, limit as u64, limit),
             in_flight: 0,
@@ -156,6 +165,10 @@ impl Controller {
             last_p50: 0.0,
             runaway: None,
             seen: Vec::new(),
+            book: BTreeMap::new(),
+            period: 0,
+            reprobe_down: false,
+            fence: None,
             decisions: VecDeque::new(),
             decision_count: 0,
             overloads: 0,
@@ -170,8 +183,8 @@ impl Controller {
 
     pub fn phase_name(&self) -> &'static str {
         match self.phase {
-            Phase::SlowStart { .. } => "slow-start",
-            Phase::Refine { .. } => "refine",
+            Phase::Climb { .. } => "climb",
+            Phase::Explore(_) => "explore",
             Phase::Hold { .. } => "hold",
         }
     }
