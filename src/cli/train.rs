@@ -82,6 +82,9 @@ pub struct SftArgs {
     /// AdamW's decoupled weight decay.
     #[arg(long, default_value_t = 0.0)]
     weight_decay: f64,
+    /// Stop after N steps as if killed, without saving them (for tests of resuming).
+    #[arg(long, hide = true)]
+    stop_after: Option<usize>,
 }
 
 pub fn exec(a: TrainArgs) -> Result<(), Error> {
@@ -116,6 +119,7 @@ fn sft(a: SftArgs) -> Result<(), Error> {
         weight_decay: a.weight_decay,
         eval_every: a.eval_every,
         save_every: a.save_every,
+        stop_after: a.stop_after,
     };
     let bar = ProgressBar::new(0);
     bar.set_style(

@@ -386,4 +386,79 @@ mod tests {
         let back: Vec<f32> = back.flatten_all().unwrap().to_vec1().unwrap();
         assert_eq!(back, (0..8).map(|x| x as f32).collect::<Vec<_>>());
     }
+
+    #[test]
+    fn adapters_round_trip_through_safetensors_in_peft_layout() {
+        let dims = Dims {
+            n_layer: 2,
+            hidden: 16,
+            ffn: 24,
+            n_head: 4,
+            n_kv_head: 2,
+            head_dim: 4,
+        };
+        let cfg = LoraConfig {
+            rank: 2,
+            alpha: 4.0,
+            dropout: 0.1,
+            targets: Target::ALL.to_vec(),
+        };
+        let ad = Adapters::new(&cfg, dims, 3).unwrap();
+        // B starts at zero: give it values so the q / k permutation shows.
+        for (name, v) in ad.named_vars() {
+            if name.ends_with("lora_B.weight") {
+                v.set(&Tensor::randn(0f32, 1.0, v.shape(), &Device::Cpu).unwrap())
+                    .unwrap();
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        ad.save(dir.path(), "tiny").unwrap();
+        let file = candle_core::safetensors::load(
+            dir.path().join("adapter_model.safetensors"),
+            &Device::Cpu,
+        )
+        .unwrap();
+        assert_eq!(file.len(), 2 * 7 * 2);
+        let re = regex::Regex::new(
+            r"^base_model\.model\.model\.layers\.[01]\.(self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj)\.lora_[AB]\.weight$",
+        )
+        .unwrap();
+        assert!(file.keys().all(|k| re.is_match(k)), "{:?}", file.keys());
+        assert_eq!(file[&peft_name(1, Target::K, "A")].dims(), &[2, 16]);
+        assert_eq!(file[&peft_name(1, Target::K, "B")].dims(), &[8, 2]);
+        assert_eq!(file[&peft_name(0, Target::Down, "A")].dims(), &[2, 24]);
+        let back = Adapters::load(dir.path(), &cfg, dims).unwrap();
+        let max_diff = |a: &Tensor, b: &Tensor| -> f32 {
+            (a - b)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar()
+                .unwrap()
+        };
+        for ((n1, v1), (n2, v2)) in ad.named_vars().iter().zip(back.named_vars()) {
+            assert_eq!(n1, &n2);
+            assert_eq!(max_diff(v1.as_tensor(), v2.as_tensor()), 0.0, "{n1}");
+        }
+        // q's B is stored in the Hugging Face row order, the others as trained.
+        let q = &ad.layers[0][&Target::Q].b;
+        let stored = &file[&peft_name(0, Target::Q, "B")];
+        assert!(max_diff(q.as_tensor(), stored) > 0.0);
+        let v = &ad.layers[0][&Target::V].b;
+        assert_eq!(
+            max_diff(v.as_tensor(), &file[&peft_name(0, Target::V, "B")]),
+            0.0
+        );
+        let config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("adapter_config.json")).unwrap())
+                .unwrap();
+        assert_eq!(config["peft_type"], "LORA");
+        assert_eq!(config["task_type"], "CAUSAL_LM");
+        assert_eq!(config["r"], 2);
+        assert_eq!(config["lora_alpha"], 4.0);
+        assert_eq!(config["lora_dropout"], 0.1);
+        assert_eq!(config["target_modules"][4], "gate_proj");
+    }
 }

@@ -49,6 +49,9 @@ pub struct SftOptions {
     pub eval_every: usize,
     /// A checkpoint every N steps (0: only at the end).
     pub save_every: usize,
+    /// Stop after this many steps of this invocation, as if killed: no checkpoint or
+    /// adapter is written for them (tests of resuming).
+    pub stop_after: Option<usize>,
 }
 
 /// One logged optimizer step (a line of `train_log.jsonl`).
@@ -373,6 +376,12 @@ pub fn sft(o: &SftOptions, on: &mut dyn FnMut(Event)) -> Result<Summary, Error> 
                 });
                 last_eval = Some(e);
             }
+        }
+        if o.stop_after == Some(state.step - resumed_from) && !last {
+            return Err(Error::Other(anyhow::anyhow!(
+                "stopped after step {} (--stop-after)",
+                state.step
+            )));
         }
         if last || (o.save_every > 0 && state.step.is_multiple_of(o.save_every)) {
             checkpoint::save(&o.out, &state, &ad, &opt, &base_name)?;

@@ -290,4 +290,81 @@ mod tests {
         let d = (a - b).unwrap().abs().unwrap().max_all().unwrap();
         assert!(d.to_scalar::<f32>().unwrap() < 1e-6);
     }
+
+    /// With fresh adapters (B = 0) the training pass scores a sequence exactly as the
+    /// embedded teacher's inference model does, alone or padded in a batch.
+    #[test]
+    fn matches_the_inference_model_alone_and_padded() {
+        use crate::teacher::embedded::{config::Weights, tiny};
+        use crate::train::lora::{LoraConfig, Target};
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("tiny.gguf");
+        let spec = tiny::TinySpec {
+            hidden: 64,
+            ffn: 128,
+            ffn_dtype: candle_core::quantized::GgmlDType::Q8_0,
+            embed_dtype: candle_core::quantized::GgmlDType::Q8_0,
+            ..Default::default()
+        };
+        tiny::write(&p, &spec).unwrap();
+        let (ct, mut f) = emodel::read_gguf(&p).unwrap();
+        let base = Base::load(&ct, &mut f, &p, 64).unwrap();
+        let m = emodel::Model::load(&ct, &mut f, Weights::F32, &Device::Cpu).unwrap();
+        let ids: Vec<u32> = b"Patient stable, BP 120/80."
+            .iter()
+            .map(|&b| b as u32)
+            .collect();
+        let mut cache = m.new_cache(64).unwrap();
+        let logits = m
+            .forward(&mut [emodel::Row {
+                cache: &mut cache,
+                tokens: &ids,
+                want: emodel::Want::All,
+            }])
+            .unwrap()
+            .remove(0)
+            .unwrap();
+        let logp: Vec<Vec<f32>> = emodel::log_softmax(&logits).unwrap().to_vec2().unwrap();
+        let n = ids.len() - 1;
+        let want: f64 = (0..n)
+            .map(|p| -logp[p][ids[p + 1] as usize] as f64)
+            .sum::<f64>()
+            / n as f64;
+        let cfg = LoraConfig {
+            rank: 4,
+            alpha: 8.0,
+            dropout: 0.0,
+            targets: Target::ALL.to_vec(),
+        };
+        let ad = Adapters::new(&cfg, base.dims, 1).unwrap();
+        let ex = crate::train::data::Example {
+            ids: ids.clone(),
+            target: vec![true; ids.len()],
+        };
+        let short = crate::train::data::Example {
+            ids: ids[..5].to_vec(),
+            target: vec![true; 5],
+        };
+        let alone = crate::train::data::batch(&[&ex]);
+        let got = base
+            .loss(&ad, &alone, n, None)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap() as f64;
+        assert!((got - want).abs() < 1e-4, "{got} vs {want}");
+        // In a batch with a shorter row (so padding), the long row's share is unchanged.
+        let both = crate::train::data::batch(&[&short, &ex]);
+        let total = base
+            .loss(&ad, &both, n, None)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap() as f64;
+        let s = crate::train::data::batch(&[&short]);
+        let short_part = base
+            .loss(&ad, &s, n, None)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap() as f64;
+        assert!((total - short_part - want).abs() < 1e-4);
+    }
 }
