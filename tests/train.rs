@@ -305,6 +305,31 @@ fn errors_name_the_problem() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("no train rows"), "{}", stderr(&o));
 
+    // Another export format.
+    let pc = out("pc-export");
+    let o = run(&[
+        "export",
+        "--run",
+        f.dir.path().join("run").to_str().unwrap(),
+        "--out",
+        pc.to_str().unwrap(),
+        "--format",
+        "sft-prompt-completion",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let fp = Fixture {
+        dir: tempfile::tempdir().unwrap(),
+        model: f.model.clone(),
+        export: pc,
+    };
+    let o = train(&fp, &out("pc"), &["--max-steps", "1"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("sft-prompt-completion"),
+        "{}",
+        stderr(&o)
+    );
+
     // Another architecture.
     let qwen = out("qwen.gguf");
     {

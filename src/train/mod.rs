@@ -149,18 +149,6 @@ fn prepare(
         all.push(e);
     }
     let f = data::fit(all, o.max_seq_len, o.overlong);
-    if f.cut + f.dropped > 0 {
-        tracing::warn!(
-            "{} of {} {what} rows are longer than --max-seq-len {} (longest {} tokens): {} cut, \
-             {} dropped",
-            f.cut + f.dropped,
-            f.rows,
-            o.max_seq_len,
-            f.longest,
-            f.cut,
-            f.dropped
-        );
-    }
     Ok(f)
 }
 

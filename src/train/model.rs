@@ -158,11 +158,14 @@ impl Base {
             let Some(r) = rng.as_mut() else {
                 return Ok(None);
             };
-            let keep = (1.0 / (1.0 - p)) as f32;
-            let m: Vec<f32> = (0..n * cols)
-                .map(|_| if r.random::<f64>() < p { 0.0 } else { keep })
-                .collect();
-            Ok(Some(Tensor::from_vec(m, (n, cols), &dev)?))
+            // Uniform u32s (filled in one call), kept where >= p * 2^32, as 1 / (1 - p).
+            let mut u = vec![0u32; n * cols];
+            r.fill(&mut u[..]);
+            let keep = Tensor::from_vec(u, (n, cols), &dev)?
+                .to_dtype(DType::F32)?
+                .ge(p * 4_294_967_296.0)?
+                .to_dtype(DType::F32)?;
+            Ok(Some((keep / (1.0 - p))?))
         };
         let causal = causal_mask(len, &dev)?;
         let cos = self.cos.narrow(0, 0, len)?;
