@@ -251,6 +251,79 @@ fn a_stopped_training_resumes_on_the_same_loss_curve() {
     assert!(stderr(&o).contains("lr"), "{}", stderr(&o));
 }
 
+/// A training killed (SIGKILL) at whatever point it reached after its first checkpoint
+/// resumes from the checkpoint and ends on the uninterrupted training's losses.
+#[test]
+fn a_killed_training_resumes_from_its_last_checkpoint() {
+    let f = fixture(20);
+    let flags = [
+        "--max-steps",
+        "16",
+        "--save-every",
+        "2",
+        "--batch-size",
+        "2",
+    ];
+    let whole = f.dir.path().join("whole");
+    let o = train(&f, &whole, &flags);
+    assert!(o.status.success(), "train: {}", stderr(&o));
+    let killed = f.dir.path().join("killed");
+    let mut args: Vec<String> = [
+        "train",
+        "sft",
+        "--data",
+        f.export.to_str().unwrap(),
+        "--base",
+        f.model.to_str().unwrap(),
+        "--out",
+        killed.to_str().unwrap(),
+        "--lr",
+        "0.01",
+        "--lora-rank",
+        "4",
+        "--lora-alpha",
+        "8",
+        "--max-seq-len",
+        "512",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(flags.iter().map(|s| s.to_string()));
+    let mut child = std::process::Command::new(bin())
+        .args(&args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while !killed.join("checkpoint/state.json").is_file() {
+        assert!(t0.elapsed().as_secs() < 60, "no checkpoint appeared");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let state: Value = serde_json::from_slice(
+        &std::fs::read(killed.join("checkpoint/state.json")).unwrap_or_default(),
+    )
+    .unwrap_or(Value::Null);
+    eprintln!(
+        "killed at checkpoint {:?}, {} steps logged",
+        state["step"],
+        losses(&killed).len()
+    );
+    let o = train(&f, &killed, &flags);
+    assert!(o.status.success(), "resume: {}", stderr(&o));
+    let summary: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(summary["resumed_from"].as_u64().unwrap() >= 2);
+    let (a, b) = (losses(&whole), losses(&killed));
+    assert_eq!(a.len(), 16);
+    assert_eq!(b.len(), 16, "{b:?}");
+    for (x, y) in a.iter().zip(&b) {
+        assert!((x - y).abs() < 1e-5, "{a:?} vs {b:?}");
+    }
+}
+
 #[test]
 fn errors_name_the_problem() {
     let f = fixture(10);

@@ -70,6 +70,16 @@ pub fn save(out: &Path, state: &State, ad: &Adapters, opt: &AdamW, base_name: &s
     let tmp = out.join(format!("{DIR}.tmp"));
     let old = out.join(format!("{DIR}.old"));
     let dir = out.join(DIR);
+    // Folders a kill left behind are older than this step; `dir` stays until replaced.
+    if !dir.join("state.json").is_file() {
+        let _ = std::fs::remove_dir_all(&dir);
+        for d in [&tmp, &old] {
+            if d.join("state.json").is_file() {
+                std::fs::rename(d, &dir).with_context(|| format!("moving {}", d.display()))?;
+                break;
+            }
+        }
+    }
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     ad.save(&tmp, base_name)?;
@@ -87,13 +97,21 @@ pub fn save(out: &Path, state: &State, ad: &Adapters, opt: &AdamW, base_name: &s
     Ok(())
 }
 
-/// The checkpoint folder to resume from: `checkpoint`, or `checkpoint.old` when a swap
-/// was interrupted between its two renames.
+/// The checkpoint folder to resume from: of `checkpoint`, `checkpoint.old` and
+/// `checkpoint.tmp` (a kill can leave any of them between the steps of a swap), the one
+/// of the latest step whose `state.json` reads (it is written last, so such a folder is
+/// whole).
 pub fn find(out: &Path) -> Option<PathBuf> {
-    [DIR.to_string(), format!("{DIR}.old")]
+    [DIR.to_string(), format!("{DIR}.old"), format!("{DIR}.tmp")]
         .iter()
         .map(|d| out.join(d))
-        .find(|d| d.join("state.json").is_file())
+        .filter_map(|d| {
+            let s: State =
+                serde_json::from_slice(&std::fs::read(d.join("state.json")).ok()?).ok()?;
+            Some((s.step, d))
+        })
+        .max_by_key(|(step, _)| *step)
+        .map(|(_, d)| d)
 }
 
 /// Read a checkpoint's state, adapters and optimizer moments.
