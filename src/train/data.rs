@@ -371,4 +371,36 @@ mod tests {
         assert_eq!(bt.pos, vec![0, 1, 3]);
         assert_eq!(bt.next, vec![1, 2, 1]);
     }
+
+    #[test]
+    fn every_assistant_turn_of_a_conversation_is_scored() {
+        let (_d, tok) = tokenizer();
+        let t = ChatTemplate::new(CHATML, &tok.bos_text, &tok.eos_text).unwrap();
+        let enc = Encoder {
+            template: &t,
+            tok: &tok,
+        };
+        let msgs = vec![
+            Message::user("a?"),
+            Message::assistant("one"),
+            Message::user("b?"),
+            Message::assistant("two"),
+        ];
+        let e = enc.encode(&msgs).unwrap();
+        let im_end = tok.inner.token_to_id("<|im_end|>").unwrap();
+        let scored: Vec<u32> = e
+            .ids
+            .iter()
+            .zip(&e.target)
+            .filter(|(_, &t)| t)
+            .map(|(&i, _)| i)
+            .collect();
+        assert_eq!(tok.decode(&scored).unwrap(), "onetwo");
+        assert_eq!(scored.iter().filter(|&&i| i == im_end).count(), 2);
+        let text = t.render_with(&msgs, false).unwrap();
+        assert_eq!(
+            tok.decode(&e.ids).unwrap(),
+            tok.decode(&tok.encode(&text).unwrap()).unwrap()
+        );
+    }
 }

@@ -370,4 +370,78 @@ mod tests {
             .unwrap() as f64;
         assert!((total - short_part - want).abs() < 1e-4);
     }
+
+    /// Backprop's gradient of an adapter entry matches a finite difference of the loss.
+    #[test]
+    fn adapter_gradients_match_finite_differences() {
+        use crate::teacher::embedded::tiny;
+        use crate::train::lora::{LoraConfig, Target};
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("tiny.gguf");
+        let spec = tiny::TinySpec {
+            hidden: 64,
+            ffn: 128,
+            attn_dtype: candle_core::quantized::GgmlDType::F32,
+            ffn_dtype: candle_core::quantized::GgmlDType::F32,
+            embed_dtype: candle_core::quantized::GgmlDType::F32,
+            ..Default::default()
+        };
+        tiny::write(&p, &spec).unwrap();
+        let (ct, mut f) = emodel::read_gguf(&p).unwrap();
+        let base = Base::load(&ct, &mut f, &p, 32).unwrap();
+        let cfg = LoraConfig {
+            rank: 2,
+            alpha: 2.0,
+            dropout: 0.0,
+            targets: vec![Target::Q, Target::Down],
+        };
+        let ad = Adapters::new(&cfg, base.dims, 5).unwrap();
+        for (_, v) in ad.named_vars() {
+            let t = Tensor::randn(0f32, 0.1, v.shape(), &Device::Cpu).unwrap();
+            v.set(&t).unwrap();
+        }
+        let ex = crate::train::data::Example {
+            ids: b"abcdefghij".iter().map(|&b| b as u32).collect(),
+            target: (0..10).map(|i| i >= 4).collect(),
+        };
+        let b = crate::train::data::batch(&[&ex]);
+        let loss = |ad: &Adapters| -> f64 {
+            base.loss(ad, &b, b.pos.len(), None)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap() as f64
+        };
+        let g = base
+            .loss(&ad, &b, b.pos.len(), None)
+            .unwrap()
+            .backward()
+            .unwrap();
+        for (name, v) in ad.named_vars() {
+            let grad: Vec<f32> = g.get(&v).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+            let x0: Vec<f32> = v.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
+            let i = grad
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()))
+                .unwrap()
+                .0;
+            let h = 1e-2f32;
+            let at = |d: f32| {
+                let mut x = x0.clone();
+                x[i] += d;
+                v.set(&Tensor::from_vec(x, v.shape(), &Device::Cpu).unwrap())
+                    .unwrap();
+                loss(&ad)
+            };
+            let fd = (at(h) - at(-h)) / (2.0 * h as f64);
+            v.set(&Tensor::from_vec(x0, v.shape(), &Device::Cpu).unwrap())
+                .unwrap();
+            let rel = (fd - grad[i] as f64).abs() / grad[i].abs().max(1e-3) as f64;
+            assert!(
+                rel < 0.05,
+                "{name}[{i}]: backprop {} vs finite difference {fd}",
+                grad[i]
+            );
+        }
+    }
 }
