@@ -131,7 +131,7 @@ fn sft(a: SftArgs) -> Result<(), Error> {
         )
         .expect("valid template"),
     );
-    let mut eval = String::new();
+    let (mut step, mut eval) = (String::new(), String::new());
     let summary = train::sft(&opts, &mut |e| match e {
         Event::Start {
             start_step,
@@ -146,12 +146,16 @@ fn sft(a: SftArgs) -> Result<(), Error> {
         }
         Event::Step(s) => {
             bar.set_position(s.step as u64);
-            bar.set_message(format!(
-                "loss {:.4}  {:.0} tok/s  lr {:.2e}{eval}",
+            step = format!(
+                "loss {:.4}  {:.0} tok/s  lr {:.2e}",
                 s.loss, s.tokens_per_s, s.lr
-            ));
+            );
+            bar.set_message(format!("{step}{eval}"));
         }
-        Event::Eval { eval_loss, .. } => eval = format!("  eval {eval_loss:.4}"),
+        Event::Eval { eval_loss, .. } => {
+            eval = format!("  eval {eval_loss:.4}");
+            bar.set_message(format!("{step}{eval}"));
+        }
     });
     bar.finish_and_clear();
     let summary = summary?;
