@@ -378,6 +378,21 @@ fn errors_name_the_problem() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("no train rows"), "{}", stderr(&o));
 
+    // A run directory instead of its export.
+    std::fs::write(f.dir.path().join("run/manifest.json"), "{}").unwrap();
+    let fr = Fixture {
+        dir: tempfile::tempdir().unwrap(),
+        model: f.model.clone(),
+        export: f.dir.path().join("run"),
+    };
+    let o = train(&fr, &out("r"), &["--max-steps", "1"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("a run directory, not an export"),
+        "{}",
+        stderr(&o)
+    );
+
     // Another export format.
     let pc = out("pc-export");
     let o = run(&[

@@ -184,7 +184,14 @@ pub fn sft(o: &SftOptions, on: &mut dyn FnMut(Event)) -> Result<Summary, Error> 
     let train_rows =
         data::read_split(&o.data, "train").map_err(|e| bad(&o.data, format!("{e:#}")))?;
     if train_rows.is_empty() {
-        return Err(bad(&o.data, "the export has no train rows"));
+        let msg = match o.data.join("manifest.json").is_file() {
+            true => {
+                "a run directory, not an export: make one with `mediflow export --run DIR \
+                     --format sft-messages`"
+            }
+            false => "the export has no train rows",
+        };
+        return Err(bad(&o.data, msg));
     }
     let train = prepare(&enc, &train_rows, o, "train")?;
     if train.kept == 0 {
