@@ -378,6 +378,19 @@ fn errors_name_the_problem() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("no train rows"), "{}", stderr(&o));
 
+    // Longer than the model's context (the tiny model's is 2048).
+    let o = train(
+        &f,
+        &out("ctx"),
+        &["--max-steps", "1", "--max-seq-len", "4096"],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("exceeds the model's context length 2048"),
+        "{}",
+        stderr(&o)
+    );
+
     // A run directory instead of its export.
     std::fs::write(f.dir.path().join("run/manifest.json"), "{}").unwrap();
     let fr = Fixture {

@@ -403,4 +403,43 @@ mod tests {
             tok.decode(&tok.encode(&text).unwrap()).unwrap()
         );
     }
+
+    /// On the real default model when it is cached (SmolLM2's own template, which adds a
+    /// default system turn when there is none): the answer and `<|im_end|>` are scored.
+    #[test]
+    fn smollm2_template_scores_the_answer_only() {
+        use crate::teacher::embedded::{chat_template::template_source, pull, EmbeddedConfig};
+        let path = pull::default_model_path(&EmbeddedConfig::default().cache());
+        if !path.is_file() {
+            eprintln!("skipped: {} is not cached", path.display());
+            return;
+        }
+        let (ct, _) = emodel::read_gguf(&path).unwrap();
+        let vocab = emodel::model_config(&ct).unwrap().vocab;
+        let tok = TextTokenizer::load(&ct, None, vocab).unwrap();
+        let t = ChatTemplate::new(&template_source(&ct), &tok.bos_text, &tok.eos_text).unwrap();
+        let enc = Encoder {
+            template: &t,
+            tok: &tok,
+        };
+        let im_end = tok.inner.token_to_id("<|im_end|>").unwrap();
+        for msgs in [
+            conv("Normal blood pressure."),
+            conv("Normal blood pressure.")[1..].to_vec(),
+        ] {
+            let e = enc.encode(&msgs).unwrap();
+            let scored: Vec<u32> = e
+                .ids
+                .iter()
+                .zip(&e.target)
+                .filter(|(_, &t)| t)
+                .map(|(&i, _)| i)
+                .collect();
+            assert_eq!(tok.decode(&scored).unwrap(), "Normal blood pressure.");
+            assert_eq!(*scored.last().unwrap(), im_end);
+            assert_eq!(scored.iter().filter(|&&i| i == im_end).count(), 1);
+            let text = tok.decode(&e.ids[..e.target.iter().position(|&t| t).unwrap()]);
+            assert!(text.unwrap().ends_with("assistant\n"));
+        }
+    }
 }

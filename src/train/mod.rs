@@ -175,6 +175,15 @@ pub fn sft(o: &SftOptions, on: &mut dyn FnMut(Event)) -> Result<Summary, Error> 
     let (ct, mut file) = emodel::read_gguf(&o.base)?;
     let arch = model::check_architecture(&ct).map_err(|e| bad(&o.base, format!("{e:#}")))?;
     let mcfg = emodel::model_config(&ct)?;
+    if o.max_seq_len > mcfg.n_ctx {
+        return Err(bad(
+            &o.base,
+            format!(
+                "--max-seq-len {} exceeds the model's context length {}",
+                o.max_seq_len, mcfg.n_ctx
+            ),
+        ));
+    }
     let tok = TextTokenizer::load(&ct, None, mcfg.vocab)?;
     let template = ChatTemplate::new(&template_source(&ct), &tok.bos_text, &tok.eos_text)?;
     let enc = Encoder {
