@@ -284,7 +284,8 @@ impl Adapters {
             "task_type": "CAUSAL_LM",
             "base_model_name_or_path": base_model,
             "r": c.rank,
-            "lora_alpha": c.alpha,
+            // An integer where it is one, as PEFT writes it (`lora_alpha: int`).
+            "lora_alpha": if c.alpha.fract() == 0.0 { json!(c.alpha as i64) } else { json!(c.alpha) },
             "lora_dropout": c.dropout,
             "target_modules": c.targets.iter().map(|t| t.module()).collect::<Vec<_>>(),
             "bias": "none",
