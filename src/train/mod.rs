@@ -148,8 +148,7 @@ fn prepare(
             .map_err(|e| bad(&o.data, format!("{what} row {}: {e:#}", i + 1)))?;
         all.push(e);
     }
-    let f = data::fit(all, o.max_seq_len, o.overlong);
-    Ok(f)
+    Ok(data::fit(all, o.max_seq_len, o.overlong))
 }
 
 /// The validation loss: mean NLL over every scored token, without dropout.
@@ -223,7 +222,8 @@ pub fn sft(o: &SftOptions, on: &mut dyn FnMut(Event)) -> Result<Summary, Error> 
     let validation = match o.eval_every {
         0 => None,
         _ => {
-            let rows = data::read_split(&o.data, "validation")?;
+            let rows = data::read_split(&o.data, "validation")
+                .map_err(|e| bad(&o.data, format!("{e:#}")))?;
             if rows.is_empty() {
                 return Err(bad(
                     &o.data,
