@@ -29,6 +29,7 @@ pub mod sink;
 pub mod taxonomy;
 pub mod teacher;
 pub mod text;
+pub mod train;
 pub mod util;
 
 pub use config::RunConfig;

@@ -19,6 +19,7 @@ mod report;
 mod review;
 mod run;
 mod taxonomy;
+mod train;
 
 use clap::{Args, Parser, Subcommand};
 use mediflow::config::Overrides;
@@ -69,6 +70,8 @@ enum Cmd {
     Report(report::ReportArgs),
     /// Export a run as a training dataset (SFT or DPO; Parquet + JSONL + dataset card).
     Export(export::ExportArgs),
+    /// Fine-tune a model on an export (`train sft`: LoRA on a llama GGUF, in-process).
+    Train(train::TrainArgs),
     /// Score a model on held-out and benchmark tasks (`eval compare`, `eval export-lm-eval`).
     Eval(eval::EvalArgs),
     /// Obtain or list the embedded teacher's models.
@@ -148,6 +151,7 @@ pub fn main() -> i32 {
             Cmd::Review(a) => review::exec(a).await,
             Cmd::Export(a) => export::exec(a),
             Cmd::Report(a) => report::exec(a),
+            Cmd::Train(a) => train::exec(a),
             Cmd::Eval(a) => eval::exec(a).await,
             Cmd::Model(a) => model::exec(a),
             Cmd::Bench(a) => bench::exec(a).await,

@@ -4,7 +4,7 @@
 //! empty turns, and rendered text without the template's assistant marker.
 
 use crate::record::bare_instruction;
-use crate::teacher::embedded::chat_template::{ChatTemplate, CHATML};
+use crate::teacher::embedded::chat_template::{template_source, ChatTemplate};
 use crate::teacher::embedded::tokenizer::TextTokenizer;
 use crate::teacher::embedded::{model, resolve_model_path, EmbeddedConfig};
 use crate::teacher::Message;
@@ -83,11 +83,7 @@ impl Target {
                 let (ct, _) = model::read_gguf(&path)?;
                 let vocab = model::model_config(&ct)?.vocab;
                 let tok = TextTokenizer::load(&ct, None, vocab)?;
-                let source = ct
-                    .metadata
-                    .get("tokenizer.chat_template")
-                    .and_then(|v| v.to_string().ok().cloned())
-                    .unwrap_or_else(|| CHATML.to_string());
+                let source = template_source(&ct);
                 let name = path.display().to_string();
                 (name, source, tok.inner, tok.bos_text, tok.eos_text)
             }

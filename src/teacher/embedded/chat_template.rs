@@ -13,6 +13,14 @@ pub const CHATML: &str = "{% for message in messages %}{{ '<|im_start|>' + messa
     '\\n' + message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}{% if \
     add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
 
+/// The model's own template (GGUF `tokenizer.chat_template`), else ChatML.
+pub fn template_source(ct: &candle_core::quantized::gguf_file::Content) -> String {
+    ct.metadata
+        .get("tokenizer.chat_template")
+        .and_then(|v| v.to_string().ok().cloned())
+        .unwrap_or_else(|| CHATML.to_string())
+}
+
 pub struct ChatTemplate {
     env: Environment<'static>,
     bos: String,

@@ -106,11 +106,7 @@ impl EmbeddedTeacher {
             cfg.tokenizer.as_deref(),
             mcfg.vocab,
         )?);
-        let source = ct
-            .metadata
-            .get("tokenizer.chat_template")
-            .and_then(|v| v.to_string().ok().cloned())
-            .unwrap_or_else(|| chat_template::CHATML.to_string());
+        let source = chat_template::template_source(&ct);
         let template = ChatTemplate::new(&source, &tok.bos_text, &tok.eos_text)?;
         let constrainer = constrain::Constrainer::new(tok.clone())?;
         let m = model::Model::load(&ct, &mut file, cfg.weights, &device)

@@ -197,6 +197,21 @@ pub fn model_config(ct: &gguf_file::Content) -> Result<ModelConfig> {
     })
 }
 
+/// The per-frequency rotary factors some llama files carry (`rope_freqs.weight`).
+pub fn rope_freq_factors(
+    ct: &gguf_file::Content,
+    file: &mut std::fs::File,
+) -> Result<Option<Vec<f32>>> {
+    if !ct.tensor_infos.contains_key("rope_freqs.weight") {
+        return Ok(None);
+    }
+    let f = ct
+        .tensor(file, "rope_freqs.weight", &Device::Cpu)
+        .map_err(|e| anyhow!("cannot read tensor rope_freqs.weight: {e}"))?
+        .dequantize(&Device::Cpu)?;
+    Ok(Some(f.flatten_all()?.to_vec1::<f32>()?))
+}
+
 /// `weights = auto`: on CPU, dense f32 while it fits in 4 GiB, else as stored; on a GPU,
 /// as stored. Measured (release, 2 cores, SmolLM2-135M): f32 prefills ~340 tok/s and
 /// decodes ~25 tok/s alone but ~80 tok/s over 16 sequences; Q8_0 decodes ~68 tok/s alone
@@ -240,6 +255,7 @@ impl Model {
     ) -> Result<Model> {
         let cfg = model_config(ct)?;
         let mode = resolve_weights(weights, &cfg, device);
+        let freq_factors = rope_freq_factors(ct, file)?;
         let mut tensor = |name: &str| -> Result<QTensor> {
             ct.tensor(file, name, device)
                 .map_err(|e| anyhow!("cannot read tensor {name}: {e}"))
@@ -252,11 +268,6 @@ impl Model {
         };
         let output = to_matmul(output, mode, device)?;
         let norm = tensor("output_norm.weight")?.dequantize(device)?;
-        let mut freq_factors = None;
-        if ct.tensor_infos.contains_key("rope_freqs.weight") {
-            let f = tensor("rope_freqs.weight")?.dequantize(&Device::Cpu)?;
-            freq_factors = Some(f.flatten_all()?.to_vec1::<f32>()?);
-        }
         let mut layers = Vec::with_capacity(cfg.n_layer);
         for i in 0..cfg.n_layer {
             let mut mm = |n: &str| -> Result<Linear> {
@@ -454,7 +465,13 @@ fn causal_mask(n: usize, start: usize, dev: &Device) -> Result<Option<Tensor>> {
     Ok(Some(Tensor::from_vec(m, (n, total), dev)?))
 }
 
-fn rope_tables(c: &ModelConfig, factors: Option<&[f32]>, dev: &Device) -> Result<(Tensor, Tensor)> {
+/// cos and sin of every position's rotation angles, `[n_ctx, head_dim / 2]` each (llama's
+/// rotary embedding, with the optional per-frequency factors of `rope_freqs.weight`).
+pub fn rope_tables(
+    c: &ModelConfig,
+    factors: Option<&[f32]>,
+    dev: &Device,
+) -> Result<(Tensor, Tensor)> {
     let half = c.head_dim / 2;
     let inv: Vec<f32> = (0..half)
         .map(|i| {
