@@ -64,7 +64,7 @@ fn the_controller_finds_the_knee_without_a_hand_set_concurrency() {
         assert!(decisions[0]["reason"]
             .as_str()
             .unwrap()
-            .starts_with("slow start"));
+            .starts_with("climb"));
         assert!(
             decisions.iter().any(|d| d["to"].as_u64().unwrap() >= 8),
             "it climbed to the knee: {decisions:?}"

@@ -16,7 +16,7 @@
 //!    different, prompt-heavier mix of work. The sweep goes up the levels until one
 //!    falls below `--stop-below` of the best so far (past the knee);
 //! 2. mediflow's adaptive run, with no concurrency set by hand, on the same items: its
-//!    slow start and all its exploring count;
+//!    climb and all its exploring count;
 //! 3. with `--confirm`, the best sweep level again: the best point is the highest of
 //!    several noisy points, and the repeat shows how far one run of a level is from the
 //!    next.
@@ -497,6 +497,8 @@ pub async fn run(a: ConcurrencyOptions) -> Result<Report, Error> {
             "tokens_per_sec": adaptive_tps,
             "fraction_of_best": fraction,
             "fraction_of_best_per_round": per_round,
+            "fraction_of_best_per_round_min": spread(&per_round).0,
+            "fraction_of_best_per_round_max": spread(&per_round).1,
             "fraction_of_confirmed": of_confirmed,
             "runs": adaptive.iter().enumerate().map(|(round, f)| {
                 let mut v = with_round(round, f.json(json!("adaptive")));
@@ -532,11 +534,14 @@ pub async fn run(a: ConcurrencyOptions) -> Result<Report, Error> {
             100.0 * per_round[round]
         );
     }
+    let (lo, hi) = spread(&per_round);
     outln!(
         out,
-        "adaptive: {adaptive_tps:.1} tokens/s{} = {:.1}% of the best sweep point",
+        "adaptive: {adaptive_tps:.1} tokens/s{} = {:.1}% of the best sweep point; per round vs that round's run of {best_level}: {:.1}% to {:.1}%",
         of_runs(rounds),
-        100.0 * fraction
+        100.0 * fraction,
+        100.0 * lo,
+        100.0 * hi
     );
     if let (Some(c), Some(r)) = (&confirmed, of_confirmed) {
         outln!(
@@ -603,6 +608,16 @@ fn best_point(points: &[Point]) -> &Point {
         .expect("at least one level")
 }
 
+/// The smallest and largest of `xs` ((0, 0) for none).
+fn spread(xs: &[f64]) -> (f64, f64) {
+    if xs.is_empty() {
+        return (0.0, 0.0);
+    }
+    let lo = xs.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    (lo, hi)
+}
+
 /// The mean of `xs` (0 for none: a figure that was not measured prints as 0).
 fn mean(xs: impl Iterator<Item = f64>) -> f64 {
     let xs: Vec<f64> = xs.collect();
@@ -628,7 +643,7 @@ fn with_round(round: usize, mut v: Value) -> Value {
 }
 
 /// Each endpoint's changes of the limit in one adaptive run, from a pool's control report:
-/// "limit 8 -> 16 at 140s (slow start: doubling) -> 12 at 420s (...)".
+/// "limit 8 -> 16 at 140s (climb x2) -> 12 at 420s (...)".
 fn limit_path(controller: Option<&Value>) -> String {
     let endpoints = controller
         .and_then(|c| c["endpoints"].as_array())

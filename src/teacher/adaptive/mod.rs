@@ -5,8 +5,9 @@
 //! get slower, and past a knee their throughput falls. So the controller measures, and
 //! hill-climbs on what it measures (docs/adaptive-concurrency.md has the rules and why).
 //!
-//! **Measuring** (`measure`, `events`): a window starts once the requests sent at the
-//! previous level are done, counts only the requests sent from then on, and closes after max(limit, 24)
+//! **Measuring** (`measure`, `events`): a window counts only the requests sent once those
+//! of the previous level are done (a step up's burst is sent at a load between the two
+//! levels), and closes after max(limit, 24)
 //! completions (12 while climbing), at least one
 //! median latency, and once it has seen every stage that makes up a tenth of the run's
 //! requests (items go through their stages in step after a change; a window of
@@ -110,7 +111,7 @@ const HOLD_WINDOWS: u32 = 20;
 /// row the same way: explore again).
 const HOLD_SHIFT: f64 = 1.15;
 /// A level measured within this many windows is not measured again while exploring.
-const FRESH_WINDOWS: u64 = 6;
+const FRESH_WINDOWS: u64 = 8;
 /// Decisions kept for the report (the count covers all).
 const KEEP_DECISIONS: usize = 256;
 

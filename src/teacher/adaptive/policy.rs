@@ -29,6 +29,8 @@ pub(super) struct Estimate {
     pub(super) mix: Mix,
     /// The window (control period) that measured it last.
     pub(super) period: u64,
+    /// Windows merged into it.
+    pub(super) windows: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -48,13 +50,16 @@ pub(super) enum Phase {
 
 /// Where an exploration stands: the neighbours of `center` at `step` are measured,
 /// `down_first` the side below first; `moving`: the last step was a move that way (down:
-/// true), and another move the same way doubles the step.
+/// true), and another move the same way doubles the step; `confirm`: a neighbour that
+/// beats the center is measured twice before the move (a held level's re-probe: one
+/// window of a mixed workload is noisier than the 2% a move needs).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Explore {
     center: usize,
     step: usize,
     down_first: bool,
     moving: Option<bool>,
+    confirm: bool,
 }
 
 impl Explore {
@@ -64,10 +69,13 @@ impl Explore {
             step,
             down_first,
             moving: None,
+            confirm: false,
         }
     }
 }
 
+/// Windows of a level after which it is compared on its own mix where it shares none.
+const UNSHARED: u32 = 3;
 /// A step that gains this much (x2 in level) continues to double.
 const SCALING: f64 = 1.6;
 /// A climbing step must gain this much to go on.
@@ -120,8 +128,10 @@ impl Controller {
             }
             self.limit = to;
         }
-        // Any decision (even "stay") starts a new window; after a change, requests sent
-        // at the old level settle first.
+        // Any decision (even "stay") starts a new window. After a change, the requests
+        // sent at the old level settle first, and the window counts only the requests
+        // sent after them (`Window::counted_from`): a step up's burst goes out while the
+        // old ones are still in the server, each at a load between the two levels.
         let settling = if changed { self.in_flight } else { 0 };
         self.win = super::measure::Window::new(now, self.tickets, settling);
     }
@@ -145,11 +155,18 @@ impl Controller {
     fn record(&mut self, level: usize, mix: &Mix) {
         let period = self.period;
         // A stale estimate is replaced: the server may have changed since.
-        let mix = match self.book.get(&level) {
-            Some(e) if self.fresh(level) => mix.merge(&e.mix, 0.5),
-            _ => mix.clone(),
+        let (mix, windows) = match self.book.get(&level) {
+            Some(e) if self.fresh(level) => (mix.merge(&e.mix, 0.5), e.windows + 1),
+            _ => (mix.clone(), 1),
         };
-        self.book.insert(level, Estimate { mix, period });
+        self.book.insert(
+            level,
+            Estimate {
+                mix,
+                period,
+                windows,
+            },
+        );
     }
 
     fn fresh(&self, level: usize) -> bool {
@@ -159,9 +176,14 @@ impl Controller {
     }
 
     /// Level `a`'s throughput over level `b`'s, on the book (None: one is not in it, or
-    /// their windows are not comparable yet).
+    /// their windows are not comparable yet). Where `a` has been measured `UNSHARED`
+    /// times and still shares no stage with `b`, each on its own mix: better a rough
+    /// comparison than none.
     fn ratio(&self, a: usize, b: usize) -> Option<f64> {
-        self.book.get(&a)?.mix.ratio_to(&self.book.get(&b)?.mix)
+        let (ea, eb) = (self.book.get(&a)?, self.book.get(&b)?);
+        ea.mix
+            .ratio_to(&eb.mix)
+            .or_else(|| (ea.windows >= UNSHARED).then(|| ea.mix.tps() / eb.mix.tps().max(1e-9)))
     }
 
     /// The highest level a probe may go to now: under the fence, within the ceiling.
@@ -240,7 +262,10 @@ impl Controller {
                     let why = "periodic re-probe".to_string();
                     // Alternate the side tried first, so both get their turn.
                     self.reprobe_down = !self.reprobe_down;
-                    let at = Explore::around(level, Self::min_step(level), self.reprobe_down);
+                    let at = Explore {
+                        confirm: true,
+                        ..Explore::around(level, Self::min_step(level), self.reprobe_down)
+                    };
                     return self.explore(now, at, full, why, &m);
                 }
                 self.phase = Phase::Hold {
@@ -292,23 +317,26 @@ impl Controller {
             };
             return self.set(now, to, why, Some(m));
         }
-        // The climb is over: the best is this level or the one before (an even result
-        // keeps the lower: the same tokens at less latency).
-        let (best, gap) = match prev {
-            Some(p) if gain.is_some_and(|g| g < MOVE_GAIN) => (p, level.abs_diff(p)),
-            Some(p) => (level, level.abs_diff(p)),
-            None => (level, level),
+        // The climb is over: the best is the better end of the last step (within 2%, the
+        // lower: the same tokens at less latency), and the knee lies within that step of
+        // it. Explore a quarter of the step each way, the cheaper side (below: shorter
+        // latency, no collapse) first; half of it after an even step (within 5% either
+        // way), whose two ends may have the peak anywhere between them.
+        let gap = prev.map_or(level, |p| level.abs_diff(p));
+        let best = match (prev, gain) {
+            (Some(p), Some(g)) if g < MOVE_GAIN => p,
+            _ => level,
         };
+        let even = gain.is_some_and(|g| g > 1.0 / CLIMB_GAIN && g < CLIMB_GAIN);
+        let step = if even { gap / 2 } else { gap / 4 };
         let why = full.unwrap_or_else(|| match gain {
             Some(g) if !gained => format!(
-                "the step to {level} gained {:.0}%: best {best}",
+                "the step to {level} gained {:.0}%: exploring around {best}",
                 (g - 1.0) * 100.0
             ),
             _ => "at the maximum".into(),
         });
-        // The knee lies within the last step's gap of the best level: explore half of it
-        // each way, the cheaper side (below: shorter latency, no collapse) first.
-        let at = Explore::around(best, (gap / 2).max(1), true);
+        let at = Explore::around(best, step.max(1), true);
         self.explore(now, at, self.server_full(m), why, m)
     }
 
@@ -339,6 +367,7 @@ impl Controller {
                 step,
                 down_first,
                 moving,
+                ..
             } = at;
             if !self.fresh(center) {
                 self.phase = Phase::Explore(at);
@@ -362,6 +391,10 @@ impl Controller {
                     return self.set(now, side, why, Some(m));
                 };
                 if r >= MOVE_GAIN && !visited.contains(&side) {
+                    if at.confirm && self.book[&side].windows < 2 {
+                        self.phase = Phase::Explore(at);
+                        return self.set(now, side, why, Some(m));
+                    }
                     join(
                         &mut why,
                         format!("{side} beat {center} by {:.0}%", (r - 1.0) * 100.0),
@@ -385,6 +418,7 @@ impl Controller {
                         step,
                         down_first: down,
                         moving: Some(down),
+                        confirm: false,
                     }
                 }
                 None if step / 2 >= Self::min_step(center) => Explore {
